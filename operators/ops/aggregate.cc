@@ -1,0 +1,376 @@
+// The `aggregate` operator: sum / min / max / avg / count per key.
+//
+// Aggregates are declared with shorthands — `sum: amount` or `sum: [amount, qty]` (also
+// min, max, avg) giving output fields sum_amount, …, and `count: true` giving `count` —
+// (`count: FIELD` gives count_FIELD), and/or named with
+// `fields: {OUT: "sum(amount)", n: "count()"}`. Output: the key fields,
+// then the shorthands (sum, min, max, avg, count, each in the order listed), then
+// `fields` in YAML order.
+//
+// Values: a record without the field, or with null there, is ignored by that aggregate
+// (as in SQL); an aggregate that has seen no value outputs null. sum and avg need numbers
+// (anything else is a data error, and the record changes nothing); integer sums stay
+// int64 until they would overflow, then continue as double. min/max compare numbers
+// numerically and strings bytewise; numbers sort before strings. count() counts records,
+// count(FIELD) the records where FIELD is non-null.
+//
+// State per key (ctx.state): one Value per slot — sum, min, max and count take one, avg
+// two (sum, count) — in the order of the aggregates.
+//
+// Threading: one instance per task thread.
+#include <cstdint>
+#include <optional>
+
+#include "operators/common/option_defs.h"
+#include "operators/defs.h"
+#include "operators/ops/keyed.h"
+#include "runtime/spec/diagnostics.h"
+
+namespace onceflow::ops {
+
+namespace {
+
+enum class AggFn { kSum, kMin, kMax, kAvg, kCount };
+
+struct AggItem {
+  AggFn fn;
+  std::string field;  // empty for count()
+  std::string out;
+  int slot = 0;
+};
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Parses "sum(amount)", "count()", "count(*)", "count(x)".
+bool ParseAggExpr(std::string_view text, AggItem* item, std::string* error) {
+  text = Trim(text);
+  size_t open = text.find('(');
+  if (open == std::string_view::npos || text.back() != ')') {
+    *error = "expected FUNCTION(FIELD), e.g. sum(amount) or count()";
+    return false;
+  }
+  std::string_view fn = Trim(text.substr(0, open));
+  std::string_view arg = Trim(text.substr(open + 1, text.size() - open - 2));
+  if (fn == "sum") {
+    item->fn = AggFn::kSum;
+  } else if (fn == "min") {
+    item->fn = AggFn::kMin;
+  } else if (fn == "max") {
+    item->fn = AggFn::kMax;
+  } else if (fn == "avg") {
+    item->fn = AggFn::kAvg;
+  } else if (fn == "count") {
+    item->fn = AggFn::kCount;
+  } else {
+    *error = "unknown aggregate function '" + std::string(fn) +
+             "' (sum, min, max, avg, count)";
+    return false;
+  }
+  if (item->fn == AggFn::kCount && (arg.empty() || arg == "*")) {
+    item->field.clear();
+    return true;
+  }
+  if (arg.empty()) {
+    *error = std::string(fn) + "() needs a field, e.g. " + std::string(fn) + "(amount)";
+    return false;
+  }
+  item->field = std::string(arg);
+  return true;
+}
+
+int SlotCount(AggFn fn) { return fn == AggFn::kAvg ? 2 : 1; }
+
+// Builds the aggregate list from the options. With `diags`, reports problems there.
+std::vector<AggItem> BuildItems(const NodeSpec& spec, Diagnostics* diags) {
+  std::vector<AggItem> items;
+  const std::pair<const char*, AggFn> shorthands[] = {
+      {"sum", AggFn::kSum}, {"min", AggFn::kMin}, {"max", AggFn::kMax}, {"avg", AggFn::kAvg}};
+  for (const auto& [name, fn] : shorthands) {
+    if (!Given(spec.options, name)) continue;
+    for (const auto& field : spec.options.GetList(name)) {
+      items.push_back(AggItem{fn, field, std::string(name) + "_" + field});
+    }
+  }
+  // `count: true` counts records (output `count`); `count: FIELD` (or a list) counts the
+  // records where FIELD is non-null (output count_FIELD), like the other shorthands.
+  const YNode* count = spec.options.Raw("count");
+  if (count != nullptr && count->is_scalar() && !count->quoted &&
+      (count->scalar == "true" || count->scalar == "false")) {
+    if (count->scalar == "true") items.push_back(AggItem{AggFn::kCount, "", "count"});
+  } else if (Given(spec.options, "count")) {
+    for (const auto& field : spec.options.GetList("count")) {
+      items.push_back(AggItem{AggFn::kCount, field, "count_" + field});
+    }
+  }
+  if (const YNode* fields = spec.options.Raw("fields"); fields != nullptr && fields->is_map()) {
+    for (const auto& [k, v] : fields->entries) {
+      AggItem item{AggFn::kCount, "", k.scalar};
+      std::string error;
+      if (!v.is_scalar()) {
+        if (diags) {
+          diags->Error(v, "node '" + spec.id + "': fields." + k.scalar +
+                              " must be an aggregate expression like \"sum(amount)\", not " +
+                              v.KindName());
+        }
+        continue;
+      }
+      if (!ParseAggExpr(v.scalar, &item, &error)) {
+        if (diags) diags->Error(v, "node '" + spec.id + "': fields." + k.scalar + ": " + error);
+        continue;
+      }
+      items.push_back(std::move(item));
+    }
+  }
+  int slot = 0;
+  for (auto& item : items) {
+    item.slot = slot;
+    slot += SlotCount(item.fn);
+  }
+  return items;
+}
+
+// a < b in min/max order: numbers (numerically) before strings (bytewise).
+bool Less(const Value& a, const Value& b) {
+  if (a.is_number() && b.is_number()) {
+    if (a.type() == ValueType::kInt && b.type() == ValueType::kInt) return a.as_int() < b.as_int();
+    return a.ToDouble() < b.ToDouble();
+  }
+  if (a.is_number() != b.is_number()) return a.is_number();
+  return a.str() < b.str();
+}
+
+void AddTo(Value* acc, const Value& v) {
+  if (acc->is_null()) {
+    *acc = v;
+    return;
+  }
+  if (acc->type() == ValueType::kInt && v.type() == ValueType::kInt) {
+    int64_t r;
+    if (!__builtin_add_overflow(acc->as_int(), v.as_int(), &r)) {
+      *acc = Value::Int(r);
+      return;
+    }
+  }
+  *acc = Value::Double(acc->ToDouble() + v.ToDouble());
+}
+
+const char* FnName(AggFn fn) {
+  switch (fn) {
+    case AggFn::kSum: return "sum";
+    case AggFn::kMin: return "min";
+    case AggFn::kMax: return "max";
+    case AggFn::kAvg: return "avg";
+    case AggFn::kCount: return "count";
+  }
+  return "?";
+}
+
+class AggregateOperator : public Operator {
+ public:
+  explicit AggregateOperator(const NodeSpec& spec)
+      : key_fields_(KeyFieldsOf(spec)),
+        final_(spec.emit == EmitMode::kFinal),
+        items_(BuildItems(spec, nullptr)) {
+    for (const auto& item : items_) slots_ += SlotCount(item.fn);
+  }
+
+  Status Open(NodeContext& ctx) override {
+    ctx_ = &ctx;
+    changed_ = ChangedKeys();
+    return Status::Ok();
+  }
+
+  Status Process(int port, RecordBatch& in, Emitter& out) override {
+    KeyedState& state = *ctx_->state;
+    Status st;
+    values_.resize(items_.size());
+    for (const Record& rec : in) {
+      if (!ExtractKey(rec, key_fields_, "aggregate", ctx_->errors, &key_, &st)) {
+        if (!st.ok()) return st;
+        continue;
+      }
+      // Check every value before touching the state, so a bad record changes nothing.
+      std::string error;
+      for (size_t i = 0; i < items_.size(); ++i) {
+        const AggItem& item = items_[i];
+        const Value* v = item.field.empty() ? nullptr : rec.Get(item.field);
+        values_[i] = (v == nullptr || v->is_null()) ? nullptr : v;
+        if (values_[i] == nullptr) continue;
+        bool numeric = item.fn == AggFn::kSum || item.fn == AggFn::kAvg;
+        bool ok = numeric ? v->is_number()
+                          : (item.fn == AggFn::kCount || v->is_number() || v->is_string());
+        if (!ok) {
+          error = std::string("aggregate: ") + FnName(item.fn) + "(" + item.field + "): " +
+                  v->ToJson() + " is not a " + (numeric ? "number" : "number or string");
+          break;
+        }
+      }
+      if (!error.empty()) {
+        ONCEFLOW_RETURN_IF_ERROR(ctx_->errors->OnRecordError(rec, error));
+        continue;
+      }
+      bool inserted = false;
+      StateValue& acc = state.Upsert(key_, &inserted);
+      if (inserted || acc.size() != static_cast<size_t>(slots_)) {
+        if (!inserted) {
+          return Status::State("aggregate: the stored state of a key holds " +
+                               std::to_string(acc.size()) + " values, this node needs " +
+                               std::to_string(slots_) +
+                               " (were the aggregates changed? start with --fresh)");
+        }
+        Init(&acc);
+      }
+      for (size_t i = 0; i < items_.size(); ++i) Apply(items_[i], values_[i], &acc);
+      if (!final_) changed_.Note(key_);
+    }
+    if (!final_) {
+      changed_.Drain([&](std::string_view key) {
+        if (const StateValue* v = state.Find(key)) EmitKey(key, *v, out);
+      });
+    }
+    return Status::Ok();
+  }
+
+  Status Finish(Emitter& out) override {
+    if (!final_) return Status::Ok();
+    const KeyedState& state = *ctx_->state;
+    for (std::string_view key : SortedKeys(state)) EmitKey(key, *state.Find(key), out);
+    return Status::Ok();
+  }
+
+ private:
+  void Init(StateValue* acc) {
+    acc->clear();
+    for (const auto& item : items_) {
+      switch (item.fn) {
+        case AggFn::kCount: acc->push_back(Value::Int(0)); break;
+        case AggFn::kAvg:
+          acc->push_back(Value::Null());
+          acc->push_back(Value::Int(0));
+          break;
+        default: acc->push_back(Value::Null()); break;
+      }
+    }
+  }
+
+  static void Apply(const AggItem& item, const Value* v, StateValue* acc) {
+    Value& a = (*acc)[item.slot];
+    switch (item.fn) {
+      case AggFn::kCount:
+        if (item.field.empty() || v != nullptr) a = Value::Int(a.as_int() + 1);
+        break;
+      case AggFn::kSum:
+        if (v != nullptr) AddTo(&a, *v);
+        break;
+      case AggFn::kAvg:
+        if (v != nullptr) {
+          AddTo(&a, *v);
+          Value& n = (*acc)[item.slot + 1];
+          n = Value::Int(n.as_int() + 1);
+        }
+        break;
+      case AggFn::kMin:
+        if (v != nullptr && (a.is_null() || Less(*v, a))) a = *v;
+        break;
+      case AggFn::kMax:
+        if (v != nullptr && (a.is_null() || Less(a, *v))) a = *v;
+        break;
+    }
+  }
+
+  void EmitKey(std::string_view key, const StateValue& acc, Emitter& out) {
+    Record& o = out.batch()->emplace_back();
+    KeyRecord(key, key_fields_, &o);
+    if (acc.size() != static_cast<size_t>(slots_)) return;
+    for (const auto& item : items_) {
+      const Value& a = acc[item.slot];
+      if (item.fn == AggFn::kAvg) {
+        int64_t n = acc[item.slot + 1].as_int();
+        o.Append(item.out, n == 0 || a.is_null() ? Value::Null()
+                                                 : Value::Double(a.ToDouble() / static_cast<double>(n)));
+      } else {
+        o.Append(item.out, a);
+      }
+    }
+  }
+
+  std::vector<std::string> key_fields_;
+  bool final_;
+  std::vector<AggItem> items_;
+  int slots_ = 0;
+  NodeContext* ctx_ = nullptr;
+  std::string key_;
+  std::vector<const Value*> values_;
+  ChangedKeys changed_;
+};
+
+}  // namespace
+
+NodeTypeDef AggregateDef() {
+  NodeTypeDef d;
+  d.kind = NodeKind::kOperator;
+  d.type = "aggregate";
+  d.summary = "sum / min / max / avg / count per key";
+  d.options = {
+      RequiredOption("key", OptionType::kFieldList, "field or list of fields to group by"),
+      Option("sum", OptionType::kFieldList, "",
+             "field(s) to sum, output sum_FIELD; integers stay integers"),
+      Option("min", OptionType::kFieldList, "", "field(s) to take the minimum of, output min_FIELD"),
+      Option("max", OptionType::kFieldList, "", "field(s) to take the maximum of, output max_FIELD"),
+      Option("avg", OptionType::kFieldList, "", "field(s) to average, output avg_FIELD"),
+      Option("count", OptionType::kFieldList, "",
+             "true: add `count`, the records per key; FIELD(s): add count_FIELD, the records "
+             "where FIELD is not null"),
+      Option("fields", OptionType::kMap, "",
+             "named aggregates, e.g. {total: \"sum(amount)\", n: \"count()\"}; functions sum, "
+             "min, max, avg, count(FIELD) or count()"),
+  };
+  d.keyed = true;
+  d.stateful = true;
+  d.check = [](const NodeSpec& spec, Diagnostics& diags) {
+    const YNode* fields = spec.options.Raw("fields");
+    if (fields != nullptr && !fields->is_map()) {
+      diags.Error(*fields, "node '" + spec.id + "': fields must be a map of OUTPUT: \"fn(field)\", not " +
+                               fields->KindName());
+    }
+    std::vector<AggItem> items = BuildItems(spec, &diags);
+    bool any_fields = fields != nullptr && fields->is_map() && !fields->entries.empty();
+    if (items.empty() && !any_fields) {
+      const YNode* at = spec.at != nullptr ? spec.at : spec.options.Raw("key");
+      if (at != nullptr) {
+        diags.Error(*at, "node '" + spec.id + "': aggregate needs at least one aggregate",
+                    "add e.g. `sum: amount`, `count: true` or `fields: {n: \"count()\"}`");
+      }
+      return;
+    }
+    std::vector<std::string> keys = KeyFieldsOf(spec);
+    std::vector<std::string> seen;
+    for (const auto& item : items) {
+      const YNode* at = nullptr;
+      if (fields != nullptr && fields->is_map()) at = fields->FindKey(item.out);
+      if (at == nullptr) at = spec.options.Raw(FnName(item.fn));
+      if (at == nullptr) at = spec.at;
+      for (const auto& k : keys) {
+        if (k == item.out && at != nullptr) {
+          diags.Error(*at, "node '" + spec.id + "': output field '" + item.out +
+                               "' clashes with a key field");
+        }
+      }
+      for (const auto& s : seen) {
+        if (s == item.out && at != nullptr) {
+          diags.Error(*at, "node '" + spec.id + "': output field '" + item.out +
+                               "' is produced twice");
+        }
+      }
+      seen.push_back(item.out);
+    }
+  };
+  d.make_operator = [](const NodeSpec& spec) { return std::make_unique<AggregateOperator>(spec); };
+  return d;
+}
+
+}  // namespace onceflow::ops

@@ -1,0 +1,174 @@
+// Key and state-value encoding, and the stable hash used for partitioning.
+//
+// Encoding of one value: a tag byte, then
+//   'n' null | 'f' false | 't' true | 'i' + 8 bytes big-endian (sign bit flipped, so
+//   byte order = numeric order) | 'd' + 8 bytes IEEE-754 (order-preserving transform) |
+//   's' + bytes + 0x00 terminator, with 0x00 escaped as 0x00 0xFF | 'j' + JSON text
+//   escaped the same way.
+// Keys are the concatenation of their fields' encodings, so they compare bytewise in a
+// sensible order (used for deterministic `emit: final` output) and decode without
+// knowing the types in advance. This format is stored in state files: changing it
+// requires a schema migration.
+#include "runtime/core/key.h"
+
+#include <cstring>
+
+namespace onceflow {
+
+namespace {
+
+void PutU64(uint64_t v, std::string* out) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>((v >> (i * 8)) & 0xFF));
+}
+
+bool GetU64(std::string_view* in, uint64_t* v) {
+  if (in->size() < 8) return false;
+  uint64_t r = 0;
+  for (int i = 0; i < 8; ++i) r = (r << 8) | static_cast<unsigned char>((*in)[i]);
+  in->remove_prefix(8);
+  *v = r;
+  return true;
+}
+
+void PutEscaped(std::string_view s, std::string* out) {
+  // Fast path: most keys hold no NUL byte and are copied in one append.
+  const char* p = s.data();
+  size_t n = s.size();
+  while (const void* nul = std::memchr(p, '\0', n)) {
+    size_t k = static_cast<const char*>(nul) - p + 1;
+    out->append(p, k);
+    out->push_back('\xFF');
+    p += k;
+    n -= k;
+  }
+  out->append(p, n);
+  out->push_back('\0');
+}
+
+bool GetEscaped(std::string_view* in, std::string* s) {
+  s->clear();
+  size_t i = 0;
+  while (i < in->size()) {
+    char c = (*in)[i];
+    if (c == '\0') {
+      if (i + 1 < in->size() && (*in)[i + 1] == '\xFF') {
+        s->push_back('\0');
+        i += 2;
+        continue;
+      }
+      in->remove_prefix(i + 1);
+      return true;
+    }
+    s->push_back(c);
+    ++i;
+  }
+  return false;
+}
+
+}  // namespace
+
+void EncodeValue(const Value& v, std::string* out) {
+  switch (v.type()) {
+    case ValueType::kNull: out->push_back('n'); break;
+    case ValueType::kBool: out->push_back(v.as_bool() ? 't' : 'f'); break;
+    case ValueType::kInt:
+      out->push_back('i');
+      PutU64(static_cast<uint64_t>(v.as_int()) ^ (uint64_t{1} << 63), out);
+      break;
+    case ValueType::kDouble: {
+      out->push_back('d');
+      uint64_t bits;
+      double d = v.as_double();
+      std::memcpy(&bits, &d, 8);
+      bits = (bits & (uint64_t{1} << 63)) ? ~bits : bits | (uint64_t{1} << 63);
+      PutU64(bits, out);
+      break;
+    }
+    case ValueType::kString:
+      out->push_back('s');
+      PutEscaped(v.str(), out);
+      break;
+    case ValueType::kJson:
+      out->push_back('j');
+      PutEscaped(v.str(), out);
+      break;
+  }
+}
+
+bool DecodeValue(std::string_view* in, Value* v) {
+  if (in->empty()) return false;
+  char tag = (*in)[0];
+  in->remove_prefix(1);
+  switch (tag) {
+    case 'n': *v = Value::Null(); return true;
+    case 't': *v = Value::Bool(true); return true;
+    case 'f': *v = Value::Bool(false); return true;
+    case 'i': {
+      uint64_t u;
+      if (!GetU64(in, &u)) return false;
+      *v = Value::Int(static_cast<int64_t>(u ^ (uint64_t{1} << 63)));
+      return true;
+    }
+    case 'd': {
+      uint64_t bits;
+      if (!GetU64(in, &bits)) return false;
+      bits = (bits & (uint64_t{1} << 63)) ? bits & ~(uint64_t{1} << 63) : ~bits;
+      double d;
+      std::memcpy(&d, &bits, 8);
+      *v = Value::Double(d);
+      return true;
+    }
+    case 's':
+    case 'j': {
+      std::string s;
+      if (!GetEscaped(in, &s)) return false;
+      *v = tag == 's' ? Value::String(std::move(s)) : Value::Json(std::move(s));
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+bool EncodeKey(const Record& rec, const std::vector<std::string>& fields, std::string* out) {
+  for (const auto& f : fields) {
+    const Value* v = rec.Get(f);
+    if (v == nullptr) return false;
+    EncodeValue(*v, out);
+  }
+  return true;
+}
+
+bool DecodeKey(std::string_view key, const std::vector<std::string>& fields, Record* rec) {
+  for (const auto& f : fields) {
+    Value v;
+    if (!DecodeValue(&key, &v)) return false;
+    rec->Append(f, std::move(v));
+  }
+  return key.empty();
+}
+
+uint64_t StableHash(std::string_view bytes) {
+  // wyhash-style: multiply-mix 8 bytes at a time; fixed seed and constants.
+  constexpr uint64_t kP0 = 0xa0761d6478bd642full, kP1 = 0xe7037ed1a0b428dbull;
+  auto mix = [](uint64_t a, uint64_t b) {
+    __uint128_t r = static_cast<__uint128_t>(a) * b;
+    return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+  };
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ bytes.size();
+  const char* p = bytes.data();
+  size_t n = bytes.size();
+  while (n >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = mix(h ^ w ^ kP0, kP1);
+    p += 8;
+    n -= 8;
+  }
+  uint64_t tail = 0;
+  std::memcpy(&tail, p, n);
+  h = mix(h ^ tail ^ kP1, kP0 ^ n);
+  return mix(h, kP0);
+}
+
+}  // namespace onceflow

@@ -1,0 +1,31 @@
+// Key encoding and hashing. A key (one or more fields of a record) is encoded into a
+// compact, self-delimiting byte string: equal keys give equal bytes, the bytes decode back
+// to the fields, and they are the identity of keyed state (in memory and in SQLite).
+// StableHash is fixed across processes and platforms (unlike absl::Hash), so hash
+// partitioning — and state stored per key — stays valid across restarts and when
+// `parallelism` changes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/core/record.h"
+
+namespace onceflow {
+
+// Appends the encoding of `rec`'s key fields to *out. Returns false (out unspecified) when
+// a key field is missing. A one-field string key encodes as a tag byte + the raw bytes, so
+// the common case costs one small copy.
+bool EncodeKey(const Record& rec, const std::vector<std::string>& fields, std::string* out);
+// Appends the key's fields, named after `fields`, to *rec. Returns false on bad bytes.
+bool DecodeKey(std::string_view key, const std::vector<std::string>& fields, Record* rec);
+// Encodes/decodes one value (also used for stored state values).
+void EncodeValue(const Value& v, std::string* out);
+bool DecodeValue(std::string_view* in, Value* v);
+
+// 64-bit hash, stable across processes (wyhash-style mixing).
+uint64_t StableHash(std::string_view bytes);
+
+}  // namespace onceflow

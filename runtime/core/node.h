@@ -1,0 +1,121 @@
+// The C++ interfaces of built-in nodes: Source, Operator, Sink. Plugins see only the C
+// header include/onceflow/plugin.h; these interfaces are internal and may change.
+//
+// Threading contract: the executor calls every method of one instance from a single
+// thread (the task thread of that instance), so implementations need no locks. Different
+// instances of a node run on different threads and share nothing but immutable spec.
+// Calls are per batch, so a virtual call and any per-call setup are paid once per batch.
+//
+// State: stateful operators keep all their state in ctx.state (host-owned, see
+// state/keyed_state.h): the host snapshots, restores and queries it; an operator must not
+// keep state the host cannot see.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "runtime/core/record.h"
+#include "runtime/core/status.h"
+#include "runtime/spec/pipeline_spec.h"
+
+namespace onceflow {
+
+class KeyedState;
+
+// Appends records to the batch the executor routes downstream after the call returns.
+// Not virtual on purpose: one inline push_back per record.
+class Emitter {
+ public:
+  explicit Emitter(RecordBatch* out) : out_(out) {}
+  void Emit(Record&& r) { out_->push_back(std::move(r)); }
+  RecordBatch* batch() { return out_; }
+
+ private:
+  RecordBatch* out_;
+};
+
+// Applies the node's `on_error` policy to a deterministic data error on one record:
+// returns Ok after skipping it (counted) or writing it to the dead-letter file, or a
+// kDataError status naming node, source position and record when the policy is `fail`.
+class ErrorHandler {
+ public:
+  virtual ~ErrorHandler() = default;
+  virtual Status OnRecordError(const Record& rec, std::string_view error) = 0;
+  // For errors without a record (a malformed line): `raw` is the offending text.
+  virtual Status OnRawError(const Origin& origin, std::string_view raw, std::string_view error) = 0;
+};
+
+// Counters of one node instance, read by the status line and the run summary from other
+// threads (relaxed atomics, updated once per batch).
+struct NodeMetrics {
+  std::atomic<uint64_t> processed{0};   // records taken in (sources: events read)
+  std::atomic<uint64_t> emitted{0};     // records sent downstream (sinks: records written)
+  std::atomic<uint64_t> skipped{0};     // data errors skipped or dead-lettered
+  std::atomic<uint64_t> dropped{0};     // lost to failures (at-most-once)
+  std::atomic<uint64_t> replayed{0};
+  std::atomic<uint64_t> duplicates_discarded{0};
+};
+
+struct NodeContext {
+  const PipelineSpec* pipeline = nullptr;
+  const NodeSpec* spec = nullptr;
+  int node_index = 0;       // index in pipeline->nodes
+  int instance = 0;         // 0 .. parallelism-1
+  int parallelism = 1;
+  KeyedState* state = nullptr;      // non-null for every operator (empty when unused)
+  ErrorHandler* errors = nullptr;
+  NodeMetrics* metrics = nullptr;
+  // True when this run starts from the beginning (no resume): sinks truncate their output.
+  bool fresh_start = true;
+};
+
+// A position in a source's input, recorded with checkpoints and used to rewind.
+struct SourcePosition {
+  std::string name;      // current file (files source), else empty
+  uint64_t offset = 0;   // byte offset in the current file / generate's next n
+  uint64_t count = 0;    // records read so far by this instance
+};
+
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual Status Open(NodeContext& ctx) = 0;
+  // Appends up to `max` records. Sets *end = true once the input is exhausted for good
+  // (never for `follow` or an unbounded generate). May return no records (nothing new yet,
+  // rate limiting) but must not block for more than ~50 ms, so stop requests are seen.
+  virtual Status Read(size_t max, Emitter& out, bool* end) = 0;
+  // Position just after the last record returned by Read.
+  virtual SourcePosition Position() const = 0;
+  // Rewinds (or fast-forwards) to a position previously returned by Position().
+  virtual Status Seek(const SourcePosition& pos) = 0;
+  virtual Status Close() { return Status::Ok(); }
+};
+
+class Operator {
+ public:
+  virtual ~Operator() = default;
+  virtual Status Open(NodeContext& ctx) = 0;
+  // A batch from input `port` (index into the node's `input:` list). Records may be moved
+  // out of `in`. Per-record data errors go through ctx.errors.
+  virtual Status Process(int port, RecordBatch& in, Emitter& out) = 0;
+  // Called once when every input has ended for good (not when the run is stopped early).
+  // `emit: final` operators emit their state here.
+  virtual Status Finish(Emitter& out) { return Status::Ok(); }
+  virtual Status Close() { return Status::Ok(); }
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  // Opens the output. With ctx.fresh_start the output is emptied first (as `>` would).
+  virtual Status Open(NodeContext& ctx) = 0;
+  virtual Status Write(const RecordBatch& in) = 0;
+  // Flushes buffered output; with `durable`, also makes it durable (fsync / commit).
+  virtual Status Flush(bool durable) = 0;
+  virtual Status Close() = 0;
+};
+
+}  // namespace onceflow

@@ -1,0 +1,280 @@
+// Value and Record encoding (JSON out) and JsonParser (JSON in, simdjson on-demand).
+#include "runtime/core/record.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "fmt/format.h"
+#include "simdjson.h"
+
+namespace onceflow {
+
+namespace {
+
+const char kHex[] = "0123456789abcdef";
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
+size_t Utf8SeqLen(std::string_view s, size_t i) {
+  unsigned char c = static_cast<unsigned char>(s[i]);
+  size_t n;
+  uint32_t cp;
+  if (c < 0x80) return 1;
+  if ((c & 0xE0) == 0xC0) {
+    n = 2;
+    cp = c & 0x1F;
+  } else if ((c & 0xF0) == 0xE0) {
+    n = 3;
+    cp = c & 0x0F;
+  } else if ((c & 0xF8) == 0xF0) {
+    n = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    unsigned char cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (cc & 0x3F);
+  }
+  // Reject overlong encodings, surrogates and out-of-range code points.
+  if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+      (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+    return 0;
+  }
+  return n;
+}
+
+void AppendDouble(double d, std::string* out) {
+  if (!std::isfinite(d)) {
+    out->append("null");  // JSON has no NaN/Inf
+    return;
+  }
+  // Shortest round-trip representation; keep a ".0" so it reads back as a double.
+  auto start = out->size();
+  fmt::format_to(std::back_inserter(*out), "{}", d);
+  std::string_view txt(out->data() + start, out->size() - start);
+  if (txt.find_first_of(".eEn") == std::string_view::npos) out->append(".0");
+}
+
+}  // namespace
+
+void AppendJsonString(std::string_view s, std::string* out) {
+  out->push_back('"');
+  size_t i = 0;
+  size_t run = 0;  // start of the current run of bytes copied verbatim
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      size_t n = Utf8SeqLen(s, i);
+      if (n > 0) {
+        i += n;
+        continue;
+      }
+    }
+    out->append(s.data() + run, i - run);
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      case '\b': out->append("\\b"); break;
+      case '\f': out->append("\\f"); break;
+      default:
+        if (c < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 15]);
+        } else {
+          out->append("\xEF\xBF\xBD");  // invalid UTF-8 byte -> U+FFFD
+        }
+    }
+    ++i;
+    run = i;
+  }
+  out->append(s.data() + run, s.size() - run);
+  out->push_back('"');
+}
+
+void Value::AppendJson(std::string* out) const {
+  switch (type_) {
+    case ValueType::kNull: out->append("null"); break;
+    case ValueType::kBool: out->append(i_ ? "true" : "false"); break;
+    case ValueType::kInt: fmt::format_to(std::back_inserter(*out), "{}", i_); break;
+    case ValueType::kDouble: AppendDouble(d_, out); break;
+    case ValueType::kString: AppendJsonString(s_, out); break;
+    case ValueType::kJson: out->append(s_); break;
+  }
+}
+
+void Value::AppendText(std::string* out) const {
+  if (type_ == ValueType::kString) {
+    out->append(s_);
+  } else {
+    AppendJson(out);
+  }
+}
+
+bool operator==(const Value& a, const Value& b) {
+  if (a.type_ != b.type_) {
+    // 2 and 2.0 are the same JSON number.
+    if (a.is_number() && b.is_number()) return a.ToDouble() == b.ToDouble();
+    return false;
+  }
+  switch (a.type_) {
+    case ValueType::kNull: return true;
+    case ValueType::kBool:
+    case ValueType::kInt: return a.i_ == b.i_;
+    case ValueType::kDouble: return a.d_ == b.d_;
+    case ValueType::kString:
+    case ValueType::kJson: return a.s_ == b.s_;
+  }
+  return false;
+}
+
+bool Record::Erase(std::string_view name) {
+  for (auto it = fields_.begin(); it != fields_.end(); ++it) {
+    if (it->first == name) {
+      fields_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+void Record::AppendJson(std::string* out) const {
+  out->push_back('{');
+  bool first = true;
+  for (const auto& [name, value] : fields_) {
+    if (!first) out->push_back(',');
+    first = false;
+    AppendJsonString(name, out);
+    out->push_back(':');
+    value.AppendJson(out);
+  }
+  out->push_back('}');
+}
+
+// ---------------------------------------------------------------------------------------
+// JsonParser
+
+struct JsonParser::Impl {
+  simdjson::ondemand::parser parser;
+  simdjson::padded_string buffer;  // reused copy of the line with SIMDJSON_PADDING
+  size_t capacity = 0;
+  simdjson::dom::parser nested;     // normalises nested arrays/objects
+};
+
+JsonParser::JsonParser() : impl_(new Impl) {}
+JsonParser::~JsonParser() { delete impl_; }
+
+namespace {
+
+// Converts one on-demand value; nested arrays/objects keep their compact raw JSON.
+simdjson::error_code ConvertValue(simdjson::ondemand::value val, simdjson::dom::parser& dp,
+                                  Value* out) {
+  simdjson::ondemand::json_type t;
+  auto err = val.type().get(t);
+  if (err) return err;
+  switch (t) {
+    case simdjson::ondemand::json_type::null: {
+      bool is_null = false;
+      if ((err = val.is_null().get(is_null))) return err;
+      if (!is_null) return simdjson::INCORRECT_TYPE;
+      *out = Value::Null();
+      return simdjson::SUCCESS;
+    }
+    case simdjson::ondemand::json_type::boolean: {
+      bool b;
+      if ((err = val.get_bool().get(b))) return err;
+      *out = Value::Bool(b);
+      return simdjson::SUCCESS;
+    }
+    case simdjson::ondemand::json_type::number: {
+      simdjson::ondemand::number_type nt;
+      if ((err = val.get_number_type().get(nt))) return err;
+      if (nt == simdjson::ondemand::number_type::signed_integer) {
+        int64_t i;
+        if ((err = val.get_int64().get(i))) return err;
+        *out = Value::Int(i);
+      } else {
+        double d;
+        if ((err = val.get_double().get(d))) return err;
+        *out = Value::Double(d);
+      }
+      return simdjson::SUCCESS;
+    }
+    case simdjson::ondemand::json_type::string: {
+      std::string_view s;
+      if ((err = val.get_string().get(s))) return err;
+      *out = Value::String(s);
+      return simdjson::SUCCESS;
+    }
+    case simdjson::ondemand::json_type::array:
+    case simdjson::ondemand::json_type::object: {
+      std::string_view raw;
+      if (t == simdjson::ondemand::json_type::array) {
+        simdjson::ondemand::array a;
+        if ((err = val.get_array().get(a))) return err;
+        if ((err = a.raw_json().get(raw))) return err;
+      } else {
+        simdjson::ondemand::object o;
+        if ((err = val.get_object().get(o))) return err;
+        if ((err = o.raw_json().get(raw))) return err;
+      }
+      // raw_json() of a nested value includes trailing whitespace; normalise to
+      // compact JSON so equal values compare equal.
+      simdjson::dom::element el;
+      if ((err = dp.parse(raw.data(), raw.size()).get(el))) return err;
+      *out = Value::Json(simdjson::minify(el));
+      return simdjson::SUCCESS;
+    }
+    default:
+      return simdjson::INCORRECT_TYPE;
+  }
+}
+
+}  // namespace
+
+bool JsonParser::ParseObject(std::string_view line, Record* rec, std::string* error) {
+  rec->Clear();
+  Impl& im = *impl_;
+  if (line.size() + simdjson::SIMDJSON_PADDING > im.capacity) {
+    im.capacity = (line.size() + simdjson::SIMDJSON_PADDING) * 2;
+    im.buffer = simdjson::padded_string(im.capacity);
+  }
+  std::memcpy(im.buffer.data(), line.data(), line.size());
+  simdjson::ondemand::document doc;
+  auto err = im.parser.iterate(im.buffer.data(), line.size(), im.capacity).get(doc);
+  simdjson::ondemand::object obj;
+  if (!err) err = doc.get_object().get(obj);
+  if (!err) {
+    for (auto field : obj) {
+      std::string_view key;
+      if ((err = field.unescaped_key().get(key))) break;
+      simdjson::ondemand::value v;
+      if ((err = field.value().get(v))) break;
+      Value val;
+      if ((err = ConvertValue(v, im.nested, &val))) break;
+      rec->Set(key, std::move(val));
+    }
+  }
+  if (!err) {
+    // Anything after the object is an error; current_location() reports OUT_OF_BOUNDS
+    // exactly when the document has been consumed.
+    const char* rest = nullptr;
+    if (doc.current_location().get(rest) == simdjson::SUCCESS) err = simdjson::TRAILING_CONTENT;
+  }
+  if (err) {
+    *error = std::string("invalid JSON: ") + simdjson::error_message(err);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace onceflow

@@ -1,0 +1,794 @@
+// Executor: runs a Plan with one thread per chain instance ("task"), bounded channels
+// between tasks, and the guarantee strategy at the control points. See executor.h.
+//
+// Life of a run:
+//   1. Run() builds channels (one per upstream-instance -> downstream-instance pair of
+//      each unchained edge), tasks, partitioners, metrics and per-node error sinks.
+//   2. Every task thread creates its nodes through the Registry and opens them (so every
+//      method of a node instance runs on its own thread), then waits at the start gate.
+//      Run() opens the gate only when every node opened; otherwise it reports the open
+//      error of the first node in file order (deterministic) and no source reads at all.
+//   3. Sources loop Read -> chain -> route; consumer heads poll their channels round
+//      robin and sleep on their Notifier when all are empty. kEnd travels down every
+//      channel; a task whose inputs all ended closes its nodes and exits.
+//   4. Run()'s thread watches for stop requests (signal, --duration) every 20 ms and joins
+//      every thread before returning.
+//
+// Threading hazards handled here:
+//   * A failure anywhere cancels every channel and notifier, which wakes every blocked
+//     producer and consumer; each thread then closes its own nodes and exits. Nothing is
+//     left running or blocked when Run() returns.
+//   * Stop requests (signal, max_events, duration) only make sources stop reading; the
+//     data already read flows to the sinks, but operators do not Finish(): their kEnd
+//     says "not exhausted" (emit: final must not fire on a stopped run).
+//   * Statistics are relaxed atomics bumped once per batch; Progress() may read them from
+//     any thread.
+#include "runtime/exec/executor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "runtime/exec/channel.h"
+#include "runtime/exec/error_handler.h"
+#include "runtime/guarantees/at_most_once.h"
+#include "runtime/guarantees/guarantee.h"
+#include "runtime/plan/partitioner.h"
+#include "runtime/state/keyed_state.h"
+#include "spdlog/spdlog.h"
+
+namespace onceflow {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Sinks flush buffered output to the OS at least this often while data flows, and
+// whenever their task runs out of input.
+constexpr auto kSinkFlushInterval = std::chrono::milliseconds(200);
+// How often Run()'s thread checks for a signal or the end of --duration.
+constexpr auto kWatchInterval = std::chrono::milliseconds(20);
+// Back-off bounds for a source that returns no records (follow, rate limit).
+constexpr int64_t kIdleMinMs = 1;
+constexpr int64_t kIdleMaxMs = 20;
+
+enum StopReason : int { kNoStop = 0, kStopSignal, kStopMaxEvents, kStopDuration };
+
+// One node instance inside a task.
+struct Member {
+  int node = 0;
+  NodeKind kind = NodeKind::kOperator;
+  std::unique_ptr<Source> source;
+  std::unique_ptr<Operator> op;
+  std::unique_ptr<Sink> sink;
+  KeyedState state;
+  std::unique_ptr<NodeErrorHandler> errors;
+  NodeMetrics* metrics = nullptr;
+  NodeContext ctx;
+  RecordBatch out;  // reused output batch (clear() keeps its capacity)
+  bool opened = false;
+};
+
+struct InChannel {
+  Channel* channel = nullptr;
+  int port = 0;
+  bool ended = false;
+};
+
+// One out-edge of a chain's tail, seen from one tail instance.
+struct OutRoute {
+  std::unique_ptr<Partitioner> partitioner;
+  std::vector<Channel*> destinations;  // indexed like the partitioner's destinations
+  std::vector<RecordBatch> staging;
+};
+
+struct Task {
+  int index = 0;  // in Executor::Impl::tasks
+  int chain = 0;
+  int instance = 0;
+  std::vector<std::unique_ptr<Member>> members;  // chain order; [0] is the head
+  std::vector<InChannel> inputs;                 // empty for a source head
+  std::vector<OutRoute> outs;
+  Notifier notifier;
+  Envelope scratch;         // reused envelope for pushes
+  int current = 0;          // member being called, to name it in unexpected errors
+  bool sink_dirty = false;  // the tail sink has unflushed writes
+  Clock::time_point last_flush;
+  bool exhausted = false;  // source heads: Read() reported the end
+  std::thread thread;
+};
+
+bool StartsWithNode(const std::string& msg, const std::string& id) {
+  const std::string prefix = "node '" + id + "'";
+  return msg.compare(0, prefix.size(), prefix) == 0;
+}
+
+}  // namespace
+
+struct Executor::Impl {
+  Impl(const PipelineSpec& s, const Plan& p, const Registry& r, RunOptions o)
+      : spec(s), plan(p), registry(r), opt(o) {}
+
+  const PipelineSpec& spec;
+  const Plan& plan;
+  const Registry& registry;
+  RunOptions opt;
+  AtMostOnce default_guarantee;
+  Guarantee* guarantee = nullptr;
+
+  // ---- built by Setup(), immutable while tasks run ----
+  std::vector<std::unique_ptr<ErrorSink>> error_sinks;               // per node
+  std::vector<std::vector<std::unique_ptr<NodeMetrics>>> metrics;    // node, instance
+  std::vector<std::vector<std::unique_ptr<Channel>>> edge_channels;  // per edge
+  std::vector<std::unique_ptr<Task>> tasks;
+  std::atomic<bool> ready{false};  // Setup() done: Progress() may look at channels
+
+  // ---- run control ----
+  Clock::time_point start_time;      // written once by Run(), then `timing` is set
+  std::atomic<bool> started{false};  // Run() entered (guards against a second call)
+  std::atomic<bool> timing{false};   // start_time valid: Progress() may read it
+  std::atomic<bool> stop_requested{false};
+  std::atomic<int> stop_reason{kNoStop};
+  std::atomic<int> stop_signal_number{0};
+  std::atomic<bool> cancelled{false};
+  std::atomic<uint64_t> source_events{0};
+  std::atomic<uint64_t> events_claimed{0};  // max_events budget handed out to sources
+
+  std::mutex mu;               // guards the fields below
+  std::condition_variable cv;  // gate changes, task exits
+  Status first_error;
+  int opened_tasks = 0;
+  struct OpenError {
+    int node = -1;
+    Status status;
+  };
+  std::vector<OpenError> open_errors;  // per task, for a deterministic report
+  enum class Gate { kWait, kGo, kAbort } gate = Gate::kWait;
+  int running = 0;
+
+  Channel* ChannelFor(int edge, int up_instance, int down_instance) {
+    const PlanEdge& e = plan.edges[edge];
+    if (e.partition == PartitionKind::kForward) return edge_channels[edge][up_instance].get();
+    return edge_channels[edge][up_instance * plan.nodes[e.to].parallelism + down_instance].get();
+  }
+
+  const std::string& NodeId(int node) const { return spec.nodes[node].id; }
+
+  Status Named(int node, const Status& st) const {
+    if (st.ok() || StartsWithNode(st.message(), NodeId(node))) return st;
+    return st.WithContext("node '" + NodeId(node) + "'");
+  }
+
+  void Setup();
+  void TaskMain(Task* t);
+  Status OpenMembers(Task& t);
+  Status RunTask(Task& t);
+  Status RunSource(Task& t);
+  Status RunConsumer(Task& t);
+  Status EndTask(Task& t, bool exhausted);
+  Status ProcessFrom(Task& t, size_t first, int port, RecordBatch& batch);
+  Status RouteOut(Task& t, RecordBatch& batch);
+  Status MaybeFlushSink(Task& t, bool force);
+  size_t ClaimEvents(size_t want);
+  void RequestStop(int reason, int signal);
+  void Fail(int node, int instance, const Status& st);
+  void CancelAll();
+};
+
+// ---------------------------------------------------------------------------------------
+// Setup
+
+void Executor::Impl::Setup() {
+  const int n = static_cast<int>(plan.nodes.size());
+  error_sinks.resize(n);
+  metrics.resize(n);
+  for (int i = 0; i < n; ++i) {
+    error_sinks[i] = std::make_unique<ErrorSink>(spec.nodes[i].id, spec.nodes[i].dead_letter_path);
+    for (int k = 0; k < plan.nodes[i].parallelism; ++k) {
+      metrics[i].push_back(std::make_unique<NodeMetrics>());
+    }
+  }
+
+  // Channels. A channel's consumer notifier is the downstream task's, so tasks first.
+  for (int c = 0; c < static_cast<int>(plan.chains.size()); ++c) {
+    const Chain& chain = plan.chains[c];
+    for (int inst = 0; inst < chain.parallelism; ++inst) {
+      auto t = std::make_unique<Task>();
+      t->index = static_cast<int>(tasks.size());
+      t->chain = c;
+      t->instance = inst;
+      tasks.push_back(std::move(t));
+    }
+  }
+  std::vector<int> first_task(plan.chains.size());
+  for (int i = 0, c = 0; c < static_cast<int>(plan.chains.size()); ++c) {
+    first_task[c] = i;
+    i += plan.chains[c].parallelism;
+  }
+  auto task_of = [&](int node, int instance) -> Task& {
+    return *tasks[first_task[plan.nodes[node].chain] + instance];
+  };
+
+  edge_channels.resize(plan.edges.size());
+  for (int ei = 0; ei < static_cast<int>(plan.edges.size()); ++ei) {
+    const PlanEdge& e = plan.edges[ei];
+    if (e.chained) continue;
+    const int up = plan.nodes[e.from].parallelism;
+    const int down = plan.nodes[e.to].parallelism;
+    if (e.partition == PartitionKind::kForward) {
+      for (int i = 0; i < up; ++i) {
+        Task& consumer = task_of(e.to, i);
+        edge_channels[ei].push_back(
+            std::make_unique<Channel>(opt.channel_capacity, &consumer.notifier));
+        consumer.inputs.push_back({edge_channels[ei].back().get(), e.port, false});
+      }
+    } else {
+      for (int i = 0; i < up; ++i) {
+        for (int j = 0; j < down; ++j) {
+          Task& consumer = task_of(e.to, j);
+          edge_channels[ei].push_back(
+              std::make_unique<Channel>(opt.channel_capacity, &consumer.notifier));
+          consumer.inputs.push_back({edge_channels[ei].back().get(), e.port, false});
+        }
+      }
+    }
+  }
+
+  // Members and out-routes.
+  for (auto& tp : tasks) {
+    Task& t = *tp;
+    const Chain& chain = plan.chains[t.chain];
+    for (int node : chain.nodes) {
+      auto m = std::make_unique<Member>();
+      const NodeSpec& ns = spec.nodes[node];
+      m->node = node;
+      m->kind = ns.kind;
+      m->metrics = metrics[node][t.instance].get();
+      m->errors =
+          std::make_unique<NodeErrorHandler>(&spec, &ns, error_sinks[node].get(), m->metrics);
+      m->ctx.pipeline = &spec;
+      m->ctx.spec = &ns;
+      m->ctx.node_index = node;
+      m->ctx.instance = t.instance;
+      m->ctx.parallelism = chain.parallelism;
+      m->ctx.state = &m->state;
+      m->ctx.errors = m->errors.get();
+      m->ctx.metrics = m->metrics;
+      m->ctx.fresh_start = opt.fresh_start;
+      t.members.push_back(std::move(m));
+    }
+    const int tail = chain.nodes.back();
+    for (int ei : plan.nodes[tail].out_edges) {
+      const PlanEdge& e = plan.edges[ei];
+      const int down = plan.nodes[e.to].parallelism;
+      OutRoute r;
+      if (e.partition == PartitionKind::kForward) {
+        r.partitioner = MakePartitioner(e, t.instance, 1);
+        r.destinations.push_back(ChannelFor(ei, t.instance, t.instance));
+      } else {
+        r.partitioner = MakePartitioner(e, t.instance, down);
+        for (int j = 0; j < down; ++j) r.destinations.push_back(ChannelFor(ei, t.instance, j));
+      }
+      r.staging.resize(r.destinations.size());
+      t.outs.push_back(std::move(r));
+    }
+  }
+  ready.store(true, std::memory_order_release);
+}
+
+// ---------------------------------------------------------------------------------------
+// Control
+
+void Executor::Impl::RequestStop(int reason, int signal) {
+  int expected = kNoStop;
+  if (stop_reason.compare_exchange_strong(expected, reason)) {
+    stop_signal_number.store(signal, std::memory_order_relaxed);
+  }
+  stop_requested.store(true, std::memory_order_release);
+  // Wake sources sleeping in their idle back-off (a cheap Signal per task).
+  for (auto& t : tasks) {
+    if (t->inputs.empty()) t->notifier.Signal();
+  }
+}
+
+void Executor::Impl::CancelAll() {
+  cancelled.store(true, std::memory_order_release);
+  for (auto& chans : edge_channels) {
+    for (auto& c : chans) c->Cancel();
+  }
+  for (auto& t : tasks) t->notifier.Cancel();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (gate == Gate::kWait) gate = Gate::kAbort;
+  }
+  cv.notify_all();
+}
+
+void Executor::Impl::Fail(int node, int instance, const Status& st) {
+  Status named = Named(node, st);
+  // The strategy decides; recovery needs executor support that lands with at-least-once
+  // (restore every task and rewind sources). Until then a request to recover cannot be
+  // honoured, and pretending otherwise would lose or repeat data silently.
+  if (guarantee->OnTaskFailure(node, instance, named) == FailureAction::kRecover) {
+    named = Status::Runtime(named.message() + " (the " + guarantee->name() +
+                            " guarantee asked to recover, which this executor cannot do yet)");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (first_error.ok()) first_error = named;
+  }
+  CancelAll();
+}
+
+size_t Executor::Impl::ClaimEvents(size_t want) {
+  uint64_t cur = events_claimed.load(std::memory_order_relaxed);
+  for (;;) {
+    if (cur >= opt.max_events) return 0;
+    uint64_t take = std::min<uint64_t>(want, opt.max_events - cur);
+    if (events_claimed.compare_exchange_weak(cur, cur + take, std::memory_order_relaxed)) {
+      return static_cast<size_t>(take);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Task thread
+
+void Executor::Impl::TaskMain(Task* t) {
+  Status st;
+  try {
+    st = OpenMembers(*t);
+  } catch (const std::exception& e) {
+    st = Status::Runtime(std::string("unexpected exception: ") + e.what());
+  } catch (...) {
+    st = Status::Runtime("unexpected exception");
+  }
+  auto current_node = [&] {
+    return t->members[std::min<size_t>(t->current, t->members.size() - 1)]->node;
+  };
+  bool go = false;
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    if (!st.ok()) open_errors[t->index] = {current_node(), Named(current_node(), st)};
+    ++opened_tasks;
+    cv.notify_all();
+    cv.wait(lock, [&] { return gate != Gate::kWait; });
+    go = gate == Gate::kGo;
+  }
+  if (go) {
+    try {
+      st = RunTask(*t);
+    } catch (const std::exception& e) {
+      st = Status::Runtime(std::string("unexpected exception: ") + e.what());
+    } catch (...) {
+      st = Status::Runtime("unexpected exception");
+    }
+    // Cancelled means another task failed first (or the gate was aborted): not an error
+    // of this task.
+    if (!st.ok() && st.code() != Status::Code::kCancelled) Fail(current_node(), t->instance, st);
+  }
+
+  // Close what was opened, on this thread. After a failure Close errors are noise.
+  for (auto& m : t->members) {
+    if (!m->opened) continue;
+    Status cs;
+    try {
+      if (m->source) cs = m->source->Close();
+      if (m->op) cs = m->op->Close();
+      if (m->sink) cs = m->sink->Close();
+    } catch (...) {
+      cs = Status::Runtime("unexpected exception in Close");
+    }
+    m->opened = false;
+    if (!cs.ok() && !cancelled.load()) Fail(m->node, t->instance, cs);
+  }
+  // Destroy the node objects on their own thread too (a plugin or a Lua state may care).
+  // Keyed state stays: the guarantee may persist it after the run.
+  for (auto& m : t->members) {
+    m->source.reset();
+    m->op.reset();
+    m->sink.reset();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    --running;
+  }
+  cv.notify_all();
+}
+
+Status Executor::Impl::OpenMembers(Task& t) {
+  for (size_t k = 0; k < t.members.size(); ++k) {
+    Member& m = *t.members[k];
+    t.current = static_cast<int>(k);
+    const NodeSpec& ns = spec.nodes[m.node];
+    const NodeTypeDef* def = registry.Find(ns.kind, ns.type);
+    if (def == nullptr) {
+      return Status::Invalid("unknown " + std::string(NodeKindName(ns.kind)) + " type '" + ns.type +
+                             "'");
+    }
+    Status st;
+    switch (ns.kind) {
+      case NodeKind::kSource:
+        if (def->make_source) m.source = def->make_source(ns);
+        if (!m.source) return Status::Runtime("type '" + ns.type + "' made no source");
+        st = m.source->Open(m.ctx);
+        break;
+      case NodeKind::kOperator:
+        if (def->make_operator) m.op = def->make_operator(ns);
+        if (!m.op) return Status::Runtime("type '" + ns.type + "' made no operator");
+        st = m.op->Open(m.ctx);
+        break;
+      case NodeKind::kSink:
+        if (def->make_sink) m.sink = def->make_sink(ns);
+        if (!m.sink) return Status::Runtime("type '" + ns.type + "' made no sink");
+        st = m.sink->Open(m.ctx);
+        break;
+    }
+    if (!st.ok()) return st;
+    m.opened = true;
+  }
+  t.last_flush = Clock::now();
+  return Status::Ok();
+}
+
+Status Executor::Impl::RunTask(Task& t) {
+  return t.members[0]->kind == NodeKind::kSource ? RunSource(t) : RunConsumer(t);
+}
+
+Status Executor::Impl::RunSource(Task& t) {
+  Member& m = *t.members[0];
+  int64_t idle_ms = 0;
+  bool end = false;
+  while (!end) {
+    if (cancelled.load(std::memory_order_acquire)) return Status::Cancelled("cancelled");
+    if (stop_requested.load(std::memory_order_acquire)) break;
+    size_t want = opt.batch_size;
+    if (opt.max_events != 0) {
+      want = ClaimEvents(want);
+      if (want == 0) {
+        if (source_events.load(std::memory_order_acquire) >= opt.max_events) {
+          RequestStop(kStopMaxEvents, 0);
+          break;
+        }
+        // Another source holds the rest of the budget for its current Read; it hands
+        // back what it does not use within ~50 ms.
+        uint64_t epoch = t.notifier.Epoch();
+        if (!t.notifier.WaitFor(epoch, kIdleMinMs)) return Status::Cancelled("cancelled");
+        continue;
+      }
+    }
+    t.current = 0;
+    m.out.clear();
+    Emitter em(&m.out);
+    Status st = m.source->Read(want, em, &end);
+    const size_t got = m.out.size();
+    if (opt.max_events != 0 && got < want) {
+      events_claimed.fetch_sub(want - got, std::memory_order_relaxed);
+    }
+    if (!st.ok()) return st;
+    if (got > 0) {
+      idle_ms = 0;
+      ONCEFLOW_RETURN_IF_ERROR(
+          guarantee->BeforeSourceBatch({m.node, t.instance, m.source.get(), got}));
+      m.metrics->processed.fetch_add(got, std::memory_order_relaxed);
+      m.metrics->emitted.fetch_add(got, std::memory_order_relaxed);
+      source_events.fetch_add(got, std::memory_order_release);
+      ONCEFLOW_RETURN_IF_ERROR(ProcessFrom(t, 1, 0, m.out));
+    } else if (!end) {
+      // Nothing new (follow, rate limit): flush what the chain's sink holds and back off
+      // instead of spinning; a stop request or a failure wakes us early.
+      ONCEFLOW_RETURN_IF_ERROR(MaybeFlushSink(t, true));
+      idle_ms = std::clamp<int64_t>(idle_ms * 2, kIdleMinMs, kIdleMaxMs);
+      uint64_t epoch = t.notifier.Epoch();
+      if (!t.notifier.WaitFor(epoch, idle_ms)) return Status::Cancelled("cancelled");
+    }
+  }
+  t.exhausted = end;
+  return EndTask(t, end);
+}
+
+Status Executor::Impl::RunConsumer(Task& t) {
+  const size_t n = t.inputs.size();
+  size_t next = 0;
+  size_t ended = 0;
+  bool all_exhausted = true;
+  Envelope env;
+  auto poll = [&]() -> InChannel* {
+    for (size_t k = 0; k < n; ++k) {
+      size_t c = next + k;
+      if (c >= n) c -= n;
+      InChannel& in = t.inputs[c];
+      if (in.ended) continue;
+      if (in.channel->TryPop(&env)) {
+        next = c + 1 == n ? 0 : c + 1;  // fairness: the next poll starts after this one
+        return &in;
+      }
+    }
+    return nullptr;
+  };
+  while (ended < n) {
+    InChannel* in = poll();
+    if (in == nullptr) {
+      if (cancelled.load(std::memory_order_acquire)) return Status::Cancelled("cancelled");
+      // Nothing queued: a good moment to hand the sink's buffer to the OS.
+      ONCEFLOW_RETURN_IF_ERROR(MaybeFlushSink(t, true));
+      // Notifier protocol (channel.h): take the epoch, poll once more, then sleep.
+      uint64_t epoch = t.notifier.Epoch();
+      in = poll();
+      if (in == nullptr) {
+        if (!t.notifier.Wait(epoch)) return Status::Cancelled("cancelled");
+        continue;
+      }
+    }
+    switch (env.kind) {
+      case Envelope::Kind::kBatch:
+        if (!env.batch.empty()) ONCEFLOW_RETURN_IF_ERROR(ProcessFrom(t, 0, in->port, env.batch));
+        break;
+      case Envelope::Kind::kEnd:
+        in->ended = true;
+        ++ended;
+        if (!env.exhausted) all_exhausted = false;
+        break;
+      case Envelope::Kind::kBarrier:
+      case Envelope::Kind::kWatermark:
+        // Produced by guarantees and windows that do not exist yet; their handling
+        // (alignment, watermark min over channels) belongs here when they land.
+        break;
+    }
+  }
+  return EndTask(t, all_exhausted);
+}
+
+Status Executor::Impl::EndTask(Task& t, bool exhausted) {
+  if (exhausted) {
+    // Every input really ended: Finish in chain order, each one's output flowing down the
+    // rest of the chain (whose operators have not finished yet).
+    for (size_t k = 0; k < t.members.size(); ++k) {
+      Member& m = *t.members[k];
+      if (m.kind != NodeKind::kOperator) continue;
+      t.current = static_cast<int>(k);
+      m.out.clear();
+      Emitter em(&m.out);
+      ONCEFLOW_RETURN_IF_ERROR(m.op->Finish(em));
+      if (!m.out.empty()) {
+        m.metrics->emitted.fetch_add(m.out.size(), std::memory_order_relaxed);
+        ONCEFLOW_RETURN_IF_ERROR(ProcessFrom(t, k + 1, 0, m.out));
+      }
+    }
+  }
+  // A stopped run still makes what reached the sink durable.
+  Member& tail = *t.members.back();
+  if (tail.kind == NodeKind::kSink) {
+    t.current = static_cast<int>(t.members.size() - 1);
+    ONCEFLOW_RETURN_IF_ERROR(tail.sink->Flush(true));
+    t.sink_dirty = false;
+  }
+  for (OutRoute& r : t.outs) {
+    for (Channel* c : r.destinations) {
+      if (!c->PushEnd(exhausted)) return Status::Cancelled("cancelled");
+    }
+  }
+  return Status::Ok();
+}
+
+// Pushes `batch` through members [first, end) and routes the tail's output. `batch` may be
+// consumed (records moved out). The hot path: per member one virtual call and two relaxed
+// atomic adds per batch.
+Status Executor::Impl::ProcessFrom(Task& t, size_t first, int port, RecordBatch& batch) {
+  RecordBatch* cur = &batch;
+  for (size_t k = first; k < t.members.size(); ++k) {
+    Member& m = *t.members[k];
+    t.current = static_cast<int>(k);
+    const size_t n = cur->size();
+    if (m.kind == NodeKind::kSink) {
+      // A sink is always its chain's tail.
+      ONCEFLOW_RETURN_IF_ERROR(m.sink->Write(*cur));
+      m.metrics->processed.fetch_add(n, std::memory_order_relaxed);
+      m.metrics->emitted.fetch_add(n, std::memory_order_relaxed);
+      t.sink_dirty = true;
+      return MaybeFlushSink(t, false);
+    }
+    m.out.clear();
+    Emitter em(&m.out);
+    ONCEFLOW_RETURN_IF_ERROR(m.op->Process(port, *cur, em));
+    m.metrics->processed.fetch_add(n, std::memory_order_relaxed);
+    m.metrics->emitted.fetch_add(m.out.size(), std::memory_order_relaxed);
+    port = 0;  // a chained edge is its downstream's only input
+    cur = &m.out;
+    if (cur->empty()) return Status::Ok();
+  }
+  return RouteOut(t, *cur);
+}
+
+Status Executor::Impl::RouteOut(Task& t, RecordBatch& batch) {
+  if (t.outs.empty() || batch.empty()) return Status::Ok();
+  Member& tail = *t.members.back();
+  t.current = static_cast<int>(t.members.size() - 1);
+  const size_t routes = t.outs.size();
+  for (size_t r = 0; r < routes; ++r) {
+    OutRoute& out = t.outs[r];
+    // Copy for every out-edge but the last, which may take the records.
+    ONCEFLOW_RETURN_IF_ERROR(
+        out.partitioner->Route(batch, r + 1 == routes, out.staging, tail.errors.get()));
+    for (size_t d = 0; d < out.staging.size(); ++d) {
+      if (out.staging[d].empty()) continue;
+      t.scratch.kind = Envelope::Kind::kBatch;
+      std::swap(t.scratch.batch, out.staging[d]);
+      const bool pushed = out.destinations[d]->Push(&t.scratch);
+      // Push left a recycled (empty) vector in scratch: it becomes the next staging batch.
+      std::swap(t.scratch.batch, out.staging[d]);
+      if (!pushed) return Status::Cancelled("cancelled");
+    }
+  }
+  return Status::Ok();
+}
+
+Status Executor::Impl::MaybeFlushSink(Task& t, bool force) {
+  if (!t.sink_dirty) return Status::Ok();
+  Clock::time_point now = Clock::now();
+  if (!force && now - t.last_flush < kSinkFlushInterval) return Status::Ok();
+  t.current = static_cast<int>(t.members.size() - 1);
+  ONCEFLOW_RETURN_IF_ERROR(t.members.back()->sink->Flush(false));
+  t.sink_dirty = false;
+  t.last_flush = now;
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Executor
+
+Executor::Executor(const PipelineSpec& spec, const Plan& plan, const Registry& registry,
+                   RunOptions options)
+    : impl_(std::make_unique<Impl>(spec, plan, registry, options)) {
+  impl_->guarantee = options.guarantee != nullptr ? options.guarantee : &impl_->default_guarantee;
+  if (impl_->opt.batch_size == 0) impl_->opt.batch_size = 1;
+  if (impl_->opt.channel_capacity == 0) impl_->opt.channel_capacity = 1;
+}
+
+Executor::~Executor() {
+  // Run() joins every thread before returning; nothing to stop here.
+}
+
+Status Executor::Run(RunStats* stats) {
+  Impl& x = *impl_;
+  if (x.started.exchange(true)) return Status::Runtime("Executor::Run called twice");
+  x.start_time = Clock::now();
+  x.timing.store(true, std::memory_order_release);
+
+  Status st = x.guarantee->Start({&x.spec, &x.plan});
+  if (st.ok()) {
+    x.Setup();
+    x.open_errors.resize(x.tasks.size());
+    x.running = static_cast<int>(x.tasks.size());
+    for (auto& t : x.tasks) {
+      Task* tp = t.get();
+      t->thread = std::thread([&x, tp] { x.TaskMain(tp); });
+    }
+
+    // Start gate: open every node before any source reads (a sink that cannot open its
+    // file must not let a source consume input), and report the first failing node in
+    // file order rather than whichever thread lost a race.
+    {
+      std::unique_lock<std::mutex> lock(x.mu);
+      x.cv.wait(lock, [&] { return x.opened_tasks == static_cast<int>(x.tasks.size()); });
+    }
+    const Impl::OpenError* open_error = nullptr;
+    int open_instance = 0;
+    for (size_t i = 0; i < x.tasks.size(); ++i) {
+      const Impl::OpenError& e = x.open_errors[i];
+      if (e.node >= 0 && (open_error == nullptr || e.node < open_error->node)) {
+        open_error = &e;
+        open_instance = x.tasks[i]->instance;
+      }
+    }
+    if (open_error != nullptr) {
+      x.Fail(open_error->node, open_instance, open_error->status);  // aborts the gate
+    } else {
+      std::lock_guard<std::mutex> lock(x.mu);
+      x.gate = Impl::Gate::kGo;
+    }
+    x.cv.notify_all();
+
+    // Watch for stop requests until every task has exited.
+    const auto duration = std::chrono::milliseconds(x.opt.duration_ms);
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(x.mu);
+        if (x.cv.wait_for(lock, kWatchInterval, [&] { return x.running == 0; })) break;
+      }
+      if (x.stop_requested.load()) continue;
+      int sig = x.opt.stop_signal != nullptr ? x.opt.stop_signal->load() : 0;
+      if (sig != 0) {
+        x.RequestStop(kStopSignal, sig);
+      } else if (x.opt.duration_ms > 0 && Clock::now() - x.start_time >= duration) {
+        x.RequestStop(kStopDuration, 0);
+      }
+    }
+    for (auto& t : x.tasks) {
+      if (t->thread.joinable()) t->thread.join();
+    }
+    for (size_t i = 0; i < x.error_sinks.size(); ++i) {
+      Status fs = x.error_sinks[i]->Flush();
+      if (!fs.ok() && x.first_error.ok()) x.first_error = fs;
+    }
+    st = x.first_error;
+  }
+
+  RunStats local;
+  RunStats& s = stats != nullptr ? *stats : local;
+  s = RunStats();
+  if (!st.ok()) {
+    s.exit_reason = "failed";
+  } else {
+    bool all_sources_ended = true;
+    for (auto& t : x.tasks) {
+      if (t->inputs.empty() && !t->exhausted) all_sources_ended = false;
+    }
+    if (all_sources_ended) {
+      s.exit_reason = "completed";
+    } else {
+      switch (x.stop_reason.load()) {
+        case kStopMaxEvents:
+          s.exit_reason = "max-events";
+          break;
+        case kStopDuration:
+          s.exit_reason = "duration";
+          break;
+        default:
+          s.exit_reason = "stopped";
+          s.signal = x.stop_signal_number.load();
+          break;
+      }
+    }
+  }
+  Status end = x.guarantee->End({s.exit_reason, st});
+  if (st.ok() && !end.ok()) {
+    st = end;
+    s.exit_reason = "failed";
+  }
+
+  s.wall_s = std::chrono::duration<double>(Clock::now() - x.start_time).count();
+  s.source_events = x.source_events.load();
+  for (size_t i = 0; i < x.spec.nodes.size(); ++i) {
+    NodeStats ns;
+    ns.id = x.spec.nodes[i].id;
+    ns.kind = x.spec.nodes[i].kind;
+    if (i < x.metrics.size()) {
+      for (const auto& m : x.metrics[i]) {
+        ns.processed += m->processed.load();
+        ns.emitted += m->emitted.load();
+        ns.skipped += m->skipped.load();
+        ns.dropped += m->dropped.load();
+        ns.replayed += m->replayed.load();
+        ns.duplicates_discarded += m->duplicates_discarded.load();
+      }
+    }
+    s.nodes.push_back(std::move(ns));
+  }
+  return st;
+}
+
+Progress Executor::GetProgress() const {
+  const Impl& x = *impl_;
+  Progress p;
+  p.source_events = x.source_events.load(std::memory_order_relaxed);
+  if (x.timing.load(std::memory_order_acquire)) {
+    p.elapsed_s = std::chrono::duration<double>(Clock::now() - x.start_time).count();
+  }
+  if (!x.ready.load(std::memory_order_acquire)) return p;
+  for (const PlanNode& pn : x.plan.nodes) {
+    bool has_channels = false;
+    size_t queued = 0;
+    for (int ei : pn.in_edges) {
+      if (x.plan.edges[ei].chained) continue;
+      has_channels = true;
+      for (const auto& c : x.edge_channels[ei]) queued += c->size();
+    }
+    if (has_channels) p.backlog.emplace_back(x.spec.nodes[pn.index].id, queued);
+  }
+  return p;
+}
+
+}  // namespace onceflow

@@ -1,0 +1,100 @@
+// KeyedState: the host-owned keyed state of one operator instance. Operators keep all
+// their state here (a small vector of Values per key); the host can therefore snapshot,
+// restore, query and redistribute every operator's state without knowing the operator.
+//
+// Every mutation stamps the entry with the current epoch (set by the host before each
+// checkpoint interval), so a checkpoint writes only the keys changed since the previous
+// one: CollectChanges(since). Erased keys are remembered as tombstones until collected.
+//
+// Threading: owned by one task thread; the host calls the epoch/collect methods from that
+// same thread (at a barrier), never concurrently with the operator.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/string_view.h"
+#include "runtime/core/record.h"
+
+namespace onceflow {
+
+using StateValue = absl::InlinedVector<Value, 2>;
+
+class KeyedState {
+ public:
+  // Returns the value for `key` or nullptr. Does not mark the entry changed.
+  const StateValue* Find(std::string_view key) const {
+    auto it = map_.find(Av(key));
+    return it == map_.end() ? nullptr : &it->second.value;
+  }
+  // Returns the value for `key`, inserting an empty one when absent (*inserted = true),
+  // and marks it changed in the current epoch. The reference is valid until the next
+  // insertion or erase.
+  StateValue& Upsert(std::string_view key, bool* inserted = nullptr) {
+    auto [it, ins] = map_.try_emplace(Av(key));
+    it->second.epoch = epoch_;
+    if (inserted) *inserted = ins;
+    return it->second.value;
+  }
+  // Removes `key`; returns whether it existed. Records a tombstone for checkpoints.
+  bool Erase(std::string_view key) {
+    auto it = map_.find(Av(key));
+    if (it == map_.end()) return false;
+    map_.erase(it);
+    tombstones_.emplace_back(key);
+    return true;
+  }
+  size_t size() const { return map_.size(); }
+  bool empty() const { return map_.empty(); }
+
+  // Visits every entry (unspecified order).
+  template <typename F>
+  void ForEach(F&& fn) const {
+    for (const auto& [k, e] : map_) fn(std::string_view(k), e.value);
+  }
+
+  // ---- host side ----
+  uint64_t epoch() const { return epoch_; }
+  void SetEpoch(uint64_t e) { epoch_ = e; }
+  // Visits entries changed at or after `since` (value non-null), then keys erased since
+  // the last call and not re-inserted (value null), each once; then forgets the
+  // tombstones. Tombstones are visited in key order; live entries in map order.
+  void CollectChanges(uint64_t since,
+                      const std::function<void(std::string_view, const StateValue*)>& fn);
+  // Keys erased since the last CollectChanges (may hold duplicates and keys re-inserted
+  // since). For tests and size estimates.
+  size_t PendingTombstones() const { return tombstones_.size(); }
+  // Puts an entry back without marking it changed (restore from a checkpoint).
+  void Restore(std::string_view key, StateValue value) {
+    auto& e = map_[Av(key)];
+    e.value = std::move(value);
+    e.epoch = 0;
+  }
+  void Clear() {
+    map_.clear();
+    tombstones_.clear();
+  }
+  // Approximate bytes held (keys + values), for summaries.
+  size_t ApproximateBytes() const;
+
+ private:
+  // Debian's Abseil is built with its own absl::string_view (not an alias of
+  // std::string_view), and heterogeneous lookup only accepts that type: convert, so a
+  // lookup never builds a std::string.
+  static absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+  struct Entry {
+    StateValue value;
+    uint64_t epoch = 0;
+  };
+  absl::flat_hash_map<std::string, Entry> map_;
+  std::vector<std::string> tombstones_;
+  uint64_t epoch_ = 1;
+};
+
+}  // namespace onceflow

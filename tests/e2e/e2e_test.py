@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the onceflow binary: examples against expected outputs, the CLI
+contract (exit codes, --json summary, stdout/stderr separation), signals and on_error.
+
+Usage: e2e_test.py ONCEFLOW_BINARY REPO_ROOT [TEST_NAME_SUBSTRING]
+Prints one line per test and a final "N passed, N failed" line; exits 1 on any failure.
+"""
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+BIN = os.path.abspath(sys.argv[1])
+ROOT = os.path.abspath(sys.argv[2])
+ONLY = sys.argv[3] if len(sys.argv) > 3 else ""
+PIPES = os.path.join(ROOT, "pipelines")
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def run(args, cwd=None, input=None, timeout=120, env=None):
+    p = subprocess.run([BIN] + args, cwd=cwd or ROOT, input=input, capture_output=True,
+                       text=True, timeout=timeout, env=env)
+    return p
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def expect_rc(p, rc):
+    check(p.returncode == rc,
+          f"exit {p.returncode}, expected {rc}\nstdout:\n{p.stdout[-2000:]}\nstderr:\n{p.stderr[-2000:]}")
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def canon(records):
+    return sorted(json.dumps(r, sort_keys=True) for r in records)
+
+
+class Tmp:
+    def __enter__(self):
+        self.dir = tempfile.mkdtemp(prefix="onceflow-e2e-")
+        return self.dir
+
+    def __exit__(self, *a):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+# ---------------------------------------------------------------- examples
+
+@test
+def example_wordcount():
+    with Tmp() as d:
+        out = os.path.join(d, "wc.jsonl")
+        p = run(["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}", "-q"])
+        expect_rc(p, 0)
+        got = read_jsonl(out)
+        want = read_jsonl(os.path.join(PIPES, "expected/wordcount.jsonl"))
+        check(canon(got) == canon(want), f"wordcount output differs: {len(got)} vs {len(want)} records")
+        check(p.stdout == "", "stdout must be empty without stdout sinks")
+
+
+@test
+def example_orders():
+    with Tmp() as d:
+        db = os.path.join(d, "orders.db")
+        p = run(["run", "pipelines/orders.yaml", "--set", f"nodes.db.path={db}", "-q"])
+        expect_rc(p, 0)
+        con = sqlite3.connect(db)
+        rows = con.execute("SELECT customer, sum_amount, count FROM revenue ORDER BY customer").fetchall()
+        got = "".join("%s\t%.6f\t%d\n" % r for r in rows)
+        with open(os.path.join(PIPES, "expected/orders.tsv")) as f:
+            want = f.read()
+        check(got == want, f"orders table differs:\n{got[:400]}\nvs\n{want[:400]}")
+
+
+@test
+def example_fanin():
+    with Tmp() as d:
+        out = os.path.join(d, "fanin.jsonl")
+        p = run(["run", "pipelines/fanin.yaml", "--set", f"nodes.out.path={out}", "-q"])
+        expect_rc(p, 0)
+        got = read_jsonl(out)
+        want = read_jsonl(os.path.join(PIPES, "expected/fanin.jsonl"))
+        check(canon(got) == canon(want), f"fanin output differs: {len(got)} vs {len(want)} records")
+
+
+@test
+def examples_validate():
+    for name in ("wordcount", "orders", "fanin"):
+        p = run(["validate", f"pipelines/{name}.yaml"])
+        expect_rc(p, 0)
+        check(f"pipeline '{name}'" in p.stdout, "plan names the pipeline")
+        check("sinks:" in p.stdout, "plan lists sinks with their guarantee")
+        pj = run(["validate", f"pipelines/{name}.yaml", "--json"])
+        expect_rc(pj, 0)
+        j = json.loads(pj.stdout)
+        check(j["pipeline"] == name and j["tasks"] >= 1 and j["edges"], "validate --json plan")
+
+
+# ---------------------------------------------------------------- CLI contract
+
+@test
+def validate_plan_shows_chains_and_partitions():
+    p = run(["validate", "pipelines/wordcount.yaml"])
+    expect_rc(p, 0)
+    check("lines (source file) -> words (op split)" in p.stdout, "source and split are chained:\n" + p.stdout)
+    check("words -> counts: hash(word), 2 channels" in p.stdout, "hash edge:\n" + p.stdout)
+    check("counts -> out: round_robin, 2 channels" in p.stdout, "merge edge:\n" + p.stdout)
+
+
+@test
+def graph_formats():
+    for fmt, marker in (("text", "->"), ("dot", "digraph"), ("mermaid", "flowchart LR")):
+        p = run(["graph", "pipelines/fanin.yaml", "--format", fmt])
+        expect_rc(p, 0)
+        check(marker in p.stdout, f"graph {fmt}: {p.stdout[:200]}")
+    p = run(["graph", "pipelines/fanin.yaml", "--format", "svg"])
+    expect_rc(p, 2)
+
+
+@test
+def run_json_summary():
+    with Tmp() as d:
+        out = os.path.join(d, "wc.jsonl")
+        p = run(["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}", "--json", "-q"])
+        expect_rc(p, 0)
+        s = json.loads(p.stdout)
+        for k in ("pipeline", "semantics", "mode", "exit", "wall_s", "events_per_s", "peak_rss_bytes",
+                  "sources", "sinks", "nodes", "checkpoints", "recoveries"):
+            check(k in s, f"summary lacks {k}")
+        check(s["exit"] == "completed", s["exit"])
+        check(s["semantics"] == "at-most-once", s["semantics"])
+        lines = sum(1 for _ in open(os.path.join(PIPES, "data/words.txt")))
+        check(s["sources"]["lines"]["events"] == lines, f"events {s['sources']['lines']} vs {lines} lines")
+        words = sum(len(l.split()) for l in open(os.path.join(PIPES, "data/words.txt")))
+        check(s["nodes"]["words"]["emitted"] == words, f"split emitted {s['nodes']['words']}")
+        check(s["nodes"]["counts"]["processed"] == words, "count processed every word")
+        check(s["sinks"]["out"]["records"] == len(read_jsonl(out)), "sink records")
+        summ = os.path.join(d, "summary.json")
+        p = run(["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}", "--summary", summ, "-q"])
+        expect_rc(p, 0)
+        check(json.load(open(summ))["exit"] == "completed", "--summary file")
+
+
+@test
+def json_refused_with_stdout_sink():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  g: {source: generate, count: 3}
+  out: {sink: stdout, input: g}
+""")
+        p = run(["run", y, "--json"])
+        expect_rc(p, 2)
+        check("--summary" in p.stderr, p.stderr)
+        p = run(["run", y, "-q"])
+        expect_rc(p, 0)
+        check(canon([json.loads(l) for l in p.stdout.splitlines()]) == canon([{"n": 0}, {"n": 1}, {"n": 2}]),
+              "stdout sink data:\n" + p.stdout)
+
+
+@test
+def max_events_stops_cleanly():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  g: {source: generate}
+  c: {op: count, input: g, key: n, emit: final}
+  out: {sink: file, input: g, path: out.jsonl}
+""")
+        p = run(["run", y, "--max-events", "5000", "--json", "-q"])
+        expect_rc(p, 0)
+        s = json.loads(p.stdout)
+        check(s["exit"] == "max-events", s["exit"])
+        check(s["sources"]["g"]["events"] == 5000, f"exactly 5000 events: {s['sources']}")
+        check(len(read_jsonl(os.path.join(d, "out.jsonl"))) == 5000, "sink got 5000")
+        check(s["nodes"]["c"]["emitted"] == 0, "emit: final must not fire when stopped early")
+
+
+@test
+def duration_stops_unbounded_source():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  g: {source: generate, rate: 1000}
+  out: {sink: discard, input: g}
+""")
+        t = time.time()
+        p = run(["run", y, "--duration", "700ms", "--json", "-q"])
+        expect_rc(p, 0)
+        check(time.time() - t < 30, "stopped")
+        s = json.loads(p.stdout)
+        check(s["exit"] == "duration", s["exit"])
+        check(s["sources"]["g"]["events"] > 0, "read something")
+
+
+@test
+def sigterm_and_sigint_stop_cleanly():
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        with Tmp() as d:
+            y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  g: {source: generate, rate: 2000}
+  out: {sink: file, input: g, path: out.jsonl}
+""")
+            proc = subprocess.Popen([BIN, "run", y, "--summary", os.path.join(d, "s.json"), "-q"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(0.8)
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=30)
+            check(proc.returncode == code, f"{sig}: exit {proc.returncode}, want {code}; {err}")
+            s = json.load(open(os.path.join(d, "s.json")))
+            check(s["exit"] == "stopped", s["exit"])
+            n = s["sinks"]["out"]["records"]
+            got = read_jsonl(os.path.join(d, "out.jsonl"))
+            check(len(got) == n and n > 0, f"file holds what the summary says: {len(got)} vs {n}")
+            check([r["n"] for r in got] == list(range(n)), "records in order, none torn")
+
+
+@test
+def exactly_once_alias_note_and_unsupported_semantics():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: exactly-once
+nodes:
+  g: {source: generate, count: 3}
+  out: {sink: discard, input: g}
+""")
+        p = run(["validate", y])
+        expect_rc(p, 0)
+        check("effectively-once" in p.stderr, "alias note on stderr: " + p.stderr)
+        p = run(["run", y])
+        expect_rc(p, 2)
+        check("not supported yet" in p.stderr, p.stderr)
+        check(not os.path.exists(os.path.join(d, "p.state.db")), "nothing created")
+
+
+@test
+def runtime_failure_exit_1_names_node_and_record():
+    with Tmp() as d:
+        write(os.path.join(d, "in.jsonl"), '{"a": 1}\nnot json\n{"a": 3}\n')
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  src: {source: file, path: in.jsonl, format: jsonl}
+  out: {sink: file, input: src, path: out.jsonl}
+""")
+        p = run(["run", y, "-q"])
+        expect_rc(p, 1)
+        check("src" in p.stderr and ":2" in p.stderr and "not json" in p.stderr,
+              "error names node, position and record: " + p.stderr)
+
+
+@test
+def on_error_skip_and_dead_letter():
+    with Tmp() as d:
+        write(os.path.join(d, "in.jsonl"), '{"a": 1}\nnot json\n{"a": 3}\n{"a": "x"}\n')
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  src: {source: file, path: in.jsonl, format: jsonl, on_error: skip}
+  m:
+    op: map
+    input: src
+    lua: "return {b = e.a * 2}"
+    on_error: dead_letter
+    dead_letter: dead.jsonl
+  out: {sink: file, input: m, path: out.jsonl}
+""")
+        p = run(["run", y, "--json", "-q"])
+        expect_rc(p, 0)
+        check(canon(read_jsonl(os.path.join(d, "out.jsonl"))) == canon([{"b": 2}, {"b": 6}]), "good records pass")
+        s = json.loads(p.stdout)
+        check(s["sources"]["src"]["skipped"] == 1, f"malformed line skipped: {s['sources']}")
+        dl = read_jsonl(os.path.join(d, "dead.jsonl"))
+        check(len(dl) == 1 and dl[0]["node"] == "m" and dl[0]["record"] == {"a": "x"}
+              and "error" in dl[0] and "position" in dl[0], f"dead letter: {dl}")
+
+
+@test
+def missing_input_file_is_runtime_error():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  src: {source: file, path: nope.txt}
+  out: {sink: discard, input: src}
+""")
+        p = run(["run", y, "-q"])
+        expect_rc(p, 1)
+        check("nope.txt" in p.stderr, p.stderr)
+
+
+@test
+def bad_yaml_touches_nothing():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  src: {source: generate, count: 3}
+  out: {sink: file, input: srcc, path: out.jsonl}
+""")
+        before = sorted(os.listdir(d))
+        p = run(["run", y], cwd=d)
+        expect_rc(p, 2)
+        check("p.yaml:5:" in p.stderr and "did you mean 'src'" in p.stderr, p.stderr)
+        check(sorted(os.listdir(d)) == before, "no file created")
+
+
+@test
+def env_interpolation_and_set():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  g: {source: generate, count: ${N:-4}}
+  out: {sink: file, input: g, path: ${OUT}}
+""")
+        env = dict(os.environ, OUT="o1.jsonl")
+        p = run(["run", y, "-q"], env=env)
+        expect_rc(p, 0)
+        check(len(read_jsonl(os.path.join(d, "o1.jsonl"))) == 4, "default used")
+        env["N"] = "7"
+        p = run(["run", y, "-q", "--set", "nodes.g.count=9", "--set", f"nodes.out.path={d}/o2.jsonl"], env=env)
+        expect_rc(p, 0)
+        check(len(read_jsonl(os.path.join(d, "o2.jsonl"))) == 9, "--set wins")
+
+
+@test
+def parallel_hash_count_matches():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  g: {source: generate, count: 20000, parallelism: 2, lua: "return {k = n % 97}"}
+  c: {op: count, input: g, key: k, parallelism: 3, emit: final}
+  out: {sink: file, input: c, path: out.jsonl, format: csv}
+""")
+        p = run(["run", y, "-q"])
+        expect_rc(p, 0)
+        with open(os.path.join(d, "out.jsonl")) as f:
+            rows = [l.strip().split(",") for l in f]
+        check(rows[0] == ["k", "count"], f"csv header {rows[0]}")
+        got = {int(k): int(c) for k, c in rows[1:]}
+        want = {}
+        for n in range(20000):
+            want[n % 97] = want.get(n % 97, 0) + 1
+        check(got == want, "counts per key")
+
+
+@test
+def operators_list_and_describe():
+    p = run(["operators", "list"])
+    expect_rc(p, 0)
+    for t in ("file", "generate", "split", "count", "aggregate", "distinct", "map", "filter",
+              "flat_map", "sqlite", "stdout", "discard", "files", "stdin"):
+        check(t in p.stdout, f"list lacks {t}")
+    p = run(["operators", "describe", "count"])
+    expect_rc(p, 0)
+    check("key" in p.stdout and "required" in p.stdout, p.stdout)
+    p = run(["operators", "describe", "cuont"])
+    expect_rc(p, 2)
+    check("did you mean 'count'" in p.stderr, p.stderr)
+
+
+@test
+def man_pages_lint_and_node_reference_in_sync():
+    man = run(["operators", "man"])
+    expect_rc(man, 0)
+    page = open(os.path.join(ROOT, "man/onceflow-pipeline.5")).read()
+    begin, end = ".\\\" BEGIN NODE REFERENCE\n", ".\\\" END NODE REFERENCE\n"
+    check(begin in page and end in page, "markers in onceflow-pipeline.5")
+    section = page.split(begin)[1].split(end)[0]
+    check(section == man.stdout,
+          "man/onceflow-pipeline.5 node reference is stale: regenerate with "
+          "`onceflow operators man` (see README)")
+    for name in ("onceflow.1", "onceflow-pipeline.5"):
+        q = subprocess.run(["mandoc", "-Tlint", "-Wwarning", os.path.join(ROOT, "man", name)],
+                           capture_output=True, text=True)
+        check(q.returncode == 0 and q.stdout.strip() == "", f"mandoc -Tlint {name}:\n{q.stdout}{q.stderr}")
+
+
+@test
+def usage_errors_exit_2():
+    expect_rc(run(["run"]), 2)
+    expect_rc(run(["frobnicate"]), 2)
+    expect_rc(run(["run", "pipelines/wordcount.yaml", "--duration", "soon"]), 2)
+    p = run(["--version"])
+    expect_rc(p, 0)
+    check(p.stdout.startswith("onceflow "), p.stdout)
+
+
+def main():
+    passed = failed = 0
+    for fn in TESTS:
+        if ONLY and ONLY not in fn.__name__:
+            continue
+        t = time.time()
+        try:
+            fn()
+            passed += 1
+            print(f"ok   {fn.__name__} ({time.time() - t:.1f}s)", flush=True)
+        except Exception as e:  # noqa: BLE001 - report every failure
+            failed += 1
+            print(f"FAIL {fn.__name__}: {e}", flush=True)
+            if not isinstance(e, AssertionError):
+                traceback.print_exc()
+    print(f"e2e: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+// Records: JSON encoding (escaping, invalid UTF-8, numbers) and JsonParser decoding.
+#include "doctest/doctest.h"
+#include "runtime/core/record.h"
+
+namespace onceflow {
+namespace {
+
+TEST_CASE("record encodes fields in order as compact JSON") {
+  Record r;
+  r.Set("word", Value::String("héllo \"q\"\n"));
+  r.Set("count", Value::Int(-3));
+  r.Set("avg", Value::Double(2.0));
+  r.Set("ok", Value::Bool(true));
+  r.Set("none", Value::Null());
+  r.Set("tags", Value::Json("[1,2]"));
+  CHECK(r.ToJson() ==
+        "{\"word\":\"héllo \\\"q\\\"\\n\",\"count\":-3,\"avg\":2.0,\"ok\":true,\"none\":null,"
+        "\"tags\":[1,2]}");
+}
+
+TEST_CASE("Set replaces an existing field in place; Erase removes it") {
+  Record r;
+  r.Set("a", Value::Int(1));
+  r.Set("b", Value::Int(2));
+  r.Set("a", Value::Int(3));
+  CHECK(r.ToJson() == "{\"a\":3,\"b\":2}");
+  CHECK(r.Erase("a"));
+  CHECK_FALSE(r.Erase("a"));
+  CHECK(r.ToJson() == "{\"b\":2}");
+}
+
+TEST_CASE("strings: control bytes escaped, invalid UTF-8 replaced so output stays JSON") {
+  std::string out;
+  AppendJsonString(std::string("a\x01\xff" "b\xc3\xa9", 6), &out);
+  CHECK(out == "\"a\\u0001\xEF\xBF\xBD" "b\xc3\xa9\"");
+  out.clear();
+  AppendJsonString("\xed\xa0\x80", &out);  // a UTF-16 surrogate encoded in UTF-8 is invalid
+  CHECK(out == "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");
+}
+
+TEST_CASE("non-finite doubles become null; integral doubles keep a decimal point") {
+  CHECK(Value::Double(1.0 / 0.0).ToJson() == "null");
+  CHECK(Value::Double(10).ToJson() == "10.0");
+  CHECK(Value::Double(0.1).ToJson() == "0.1");
+  CHECK(Value::Double(1e300).ToJson() == "1e+300");
+}
+
+TEST_CASE("2 and 2.0 are equal values; types otherwise matter") {
+  CHECK(Value::Int(2) == Value::Double(2.0));
+  CHECK(Value::String("2") != Value::Int(2));
+  CHECK(Value::Null() == Value::Null());
+}
+
+TEST_CASE("JsonParser reads objects with every value type") {
+  JsonParser p;
+  Record r;
+  std::string err;
+  REQUIRE(p.ParseObject(R"({"a": 1, "b": -2.5, "c": "x\"y", "d": null, "e": true,
+                            "f": [1, {"g": 2}], "h": {"i": "j"}, "big": 18446744073709551615})",
+                        &r, &err));
+  CHECK(r.Get("a")->type() == ValueType::kInt);
+  CHECK(r.Get("a")->as_int() == 1);
+  CHECK(r.Get("b")->as_double() == -2.5);
+  CHECK(r.Get("c")->str() == "x\"y");
+  CHECK(r.Get("d")->is_null());
+  CHECK(r.Get("e")->as_bool());
+  CHECK(r.Get("f")->type() == ValueType::kJson);
+  CHECK(r.Get("f")->str() == "[1,{\"g\":2}]");
+  CHECK(r.Get("h")->str() == "{\"i\":\"j\"}");
+  CHECK(r.Get("big")->type() == ValueType::kDouble);  // beyond int64: kept as a number
+  // Round trip.
+  Record r2;
+  REQUIRE(p.ParseObject(r.ToJson(), &r2, &err));
+  CHECK(r2 == r);
+}
+
+TEST_CASE("JsonParser rejects malformed lines, non-objects and trailing content") {
+  JsonParser p;
+  Record r;
+  std::string err;
+  CHECK_FALSE(p.ParseObject("not json", &r, &err));
+  CHECK(err.find("invalid JSON") == 0);
+  CHECK_FALSE(p.ParseObject("[1,2]", &r, &err));
+  CHECK_FALSE(p.ParseObject("{\"a\":1} x", &r, &err));
+  CHECK_FALSE(p.ParseObject("{\"a\":", &r, &err));
+  // The parser stays usable after errors, and handles lines longer than before.
+  std::string long_line = "{\"s\":\"" + std::string(100000, 'x') + "\"}";
+  REQUIRE(p.ParseObject(long_line, &r, &err));
+  CHECK(r.Get("s")->str().size() == 100000);
+}
+
+}  // namespace
+}  // namespace onceflow

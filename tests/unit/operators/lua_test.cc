@@ -1,0 +1,258 @@
+// Lua: sandbox, conversions, map / filter / flat_map, and syntax errors at the right
+// line of the pipeline file.
+#include <doctest/doctest.h>
+
+#include <chrono>
+
+#include "operators/lua/lua_env.h"
+#include "test_util.h"
+
+extern "C" {
+#include <lua.h>
+}
+
+namespace onceflow::testing {
+
+using ops::LuaCode;
+using ops::LuaEnv;
+
+namespace {
+
+// Runs `body` (a function body of e) on `rec` and returns the result converted back, or
+// "error: ..." on a Lua error.
+std::string RunBody(LuaEnv& env, const std::string& body, const Record& rec) {
+  int fn = 0;
+  Status st = env.Compile(body, LuaCode::kBody, "e", &fn);
+  if (!st.ok()) return "compile: " + st.message();
+  env.PushRecord(rec);
+  std::string error;
+  if (!env.Call(fn, &error)) return "error: " + error;
+  Record out;
+  bool ok = env.ToRecord(-1, &rec, &out, &error);
+  env.Pop(1);
+  if (!ok) return "convert: " + error;
+  return out.ToJson();
+}
+
+std::string MapYaml(const std::string& op_block) {
+  return "pipeline: t\n"
+         "nodes:\n"
+         "  src:\n"
+         "    source: generate\n"
+         "    count: 1\n"
+         "  op:\n"
+         "    input: src\n" +
+         op_block +
+         "  out:\n"
+         "    sink: discard\n"
+         "    input: op\n";
+}
+
+Record Rec(std::initializer_list<std::pair<const char*, Value>> fields) {
+  Record r;
+  for (const auto& [k, v] : fields) r.Append(k, v);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("lua sandbox: dangerous and nondeterministic functions are absent") {
+  LuaEnv env;
+  REQUIRE(env.Open("t").ok());
+  Record r = Rec({{"s", Value::String("Hello")}});
+  for (const char* name : {"os", "io", "require", "load", "loadstring", "dofile", "loadfile",
+                           "package", "debug", "ffi", "jit", "collectgarbage", "setfenv"}) {
+    CAPTURE(name);
+    CHECK(RunBody(env, std::string("return {t = type(") + name + ")}", r) == "{\"t\":\"nil\"}");
+  }
+  CHECK(RunBody(env, "return {t = type(math.random), u = type(math.randomseed), "
+                     "d = type(string.dump)}", r) ==
+        "{\"d\":\"nil\",\"t\":\"nil\",\"u\":\"nil\"}");
+  CHECK(RunBody(env, "return {x = os.time()}", r).find("error: ") == 0);
+  // What users need works.
+  CHECK(RunBody(env, "return {s = e.s:lower() .. string.rep('!', 2), n = #e.s, "
+                     "f = math.floor(2.7), b = bit.band(6, 3), "
+                     "j = table.concat({'a', 'b'}, '-'), u = e.s:upper():sub(1, 2)}", r) ==
+        "{\"s\":\"hello!!\",\"b\":2,\"f\":2,\"j\":\"a-b\",\"n\":5,\"u\":\"HE\"}");
+  CHECK(RunBody(env, "print('hi', 1, nil) return e", r) == "{\"s\":\"Hello\"}");
+}
+
+TEST_CASE("lua conversions: numbers, null, nested values, field order") {
+  LuaEnv env;
+  REQUIRE(env.Open("t").ok());
+  Record r = Rec({{"b", Value::Int(3)},
+                  {"a", Value::Double(2.5)},
+                  {"n", Value::Null()},
+                  {"ok", Value::Bool(true)},
+                  {"list", Value::Json("[1,\"x\",{\"k\":null}]")},
+                  {"empty", Value::Json("[]")},
+                  {"obj", Value::Json("{\"z\":1,\"a\":[2.5]}")}});
+  // Round trip through e: same fields, same order, same types; nested objects come back
+  // with their keys sorted.
+  CHECK(RunBody(env, "return e", r) ==
+        "{\"b\":3,\"a\":2.5,\"n\":null,\"ok\":true,\"list\":[1,\"x\",{\"k\":null}],"
+        "\"empty\":[],\"obj\":{\"a\":[2.5],\"z\":1}}");
+  // New fields follow the input's in alphabetical order; removed ones disappear.
+  CHECK(RunBody(env, "e.zz = 1; e.aa = 'x'; e.b = nil; return e", r) ==
+        "{\"a\":2.5,\"n\":null,\"ok\":true,\"list\":[1,\"x\",{\"k\":null}],\"empty\":[],"
+        "\"obj\":{\"a\":[2.5],\"z\":1},\"aa\":\"x\",\"zz\":1}");
+  CHECK(RunBody(env, "return {x = e.b * 2, y = e.b / 2, z = e.n == null, w = {}, v = {1, 2}}", r) ==
+        "{\"v\":[1,2],\"w\":{},\"x\":6,\"y\":1.5,\"z\":true}");
+  CHECK(RunBody(env, "return {[1] = 'a'}", r).find("convert: ") == 0);
+  CHECK(RunBody(env, "return {f = print}", r).find("convert: ") == 0);
+  CHECK(RunBody(env, "local t = {} t.self = t return {t = t}", r).find("convert: ") == 0);
+  // An expression works without `return`.
+  CHECK(RunBody(env, "{x = e.b + 1}", r) == "{\"x\":4}");
+}
+
+TEST_CASE("map / filter / flat_map") {
+  TempDir dir;
+  auto run = [&](const std::string& block, RecordBatch in, Harness** hout = nullptr) {
+    static std::vector<std::unique_ptr<Pipeline>> keep;
+    static std::vector<std::unique_ptr<Harness>> keep_h;
+    keep.push_back(LoadYaml(dir.path(), MapYaml(block)));
+    Pipeline& p = *keep.back();
+    REQUIRE_MESSAGE(p.ok, p.Rendered());
+    keep_h.push_back(std::make_unique<Harness>(p, "op"));
+    Harness& h = *keep_h.back();
+    if (hout) *hout = &h;
+    auto op = Def(NodeKind::kOperator, p.Node("op").type).make_operator(p.Node("op"));
+    REQUIRE(op->Open(h.ctx).ok());
+    RecordBatch out;
+    Emitter em(&out);
+    Status st = op->Process(0, in, em);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    return Json(out);
+  };
+  auto w = [](const char* s, int64_t amount) {
+    return Rec({{"word", Value::String(s)}, {"amount", Value::Int(amount)}});
+  };
+  CHECK(run("    op: map\n    lua: \"return {word = e.word:lower(), amount = e.amount}\"\n",
+            {w("HeLLo", 1)}) == "{\"word\":\"hello\",\"amount\":1}\n");
+  CHECK(run("    op: filter\n    where: \"e.amount > 10\"\n", {w("a", 5), w("b", 11), w("c", 20)}) ==
+        "{\"word\":\"b\",\"amount\":11}\n{\"word\":\"c\",\"amount\":20}\n");
+  CHECK(run("    op: filter\n    where: \"e.word == 'a' -- trailing comment\"\n",
+            {w("a", 5), w("b", 11)}) == "{\"word\":\"a\",\"amount\":5}\n");
+  CHECK(run("    op: flat_map\n    lua: |\n      local out = {}\n"
+            "      for c in e.word:gmatch('.') do out[#out + 1] = {ch = c} end\n"
+            "      return out\n",
+            {w("ab", 1), w("", 2), w("c", 3)}) ==
+        "{\"ch\":\"a\"}\n{\"ch\":\"b\"}\n{\"ch\":\"c\"}\n");
+
+  Harness* h = nullptr;
+  CHECK(run("    op: map\n    lua: \"return {x = e.missing.field}\"\n", {w("a", 1), w("b", 2)}, &h) == "");
+  REQUIRE(h->errors.errors.size() == 2);
+  CHECK(h->errors.errors[0].find("lua: attempt to index field 'missing'") == 0);
+  CHECK(h->errors.errors[0].find("(line 9 of the pipeline file)") != std::string::npos);
+  CHECK(h->errors.records[1].ToJson() == "{\"word\":\"b\",\"amount\":2}");
+
+  CHECK(run("    op: map\n    lua: \"return 5\"\n", {w("a", 1)}, &h) == "");
+  REQUIRE(h->errors.errors.size() == 1);
+  CHECK(h->errors.errors[0].find("map: the Lua code must return a table") == 0);
+
+  CHECK(run("    op: flat_map\n    lua: \"return {x = 1}\"\n", {w("a", 1)}, &h) == "");
+  REQUIRE(h->errors.errors.size() == 1);
+  CHECK(h->errors.errors[0].find("list of tables") != std::string::npos);
+
+  CHECK(run("    op: flat_map\n    lua: \"return {{x = 1}, 5}\"\n", {w("a", 1)}, &h) == "");
+  REQUIRE(h->errors.errors.size() == 1);  // all or nothing: {x = 1} was not emitted
+  CHECK(h->errors.errors[0].find("item 2") != std::string::npos);
+}
+
+TEST_CASE("lua syntax errors are reported at the pipeline file's line") {
+  TempDir dir;
+  SUBCASE("one-line quoted scalar") {
+    auto p = LoadYaml(dir.path(), MapYaml("    op: map\n    lua: \"return {x = = 1}\"\n"));
+    CHECK_FALSE(p->ok);
+    std::string out = p->Rendered();
+    CHECK_MESSAGE(out.find("p.yaml:9:10: error:") != std::string::npos, out);
+    CHECK(out.find("unexpected symbol") != std::string::npos);
+  }
+  SUBCASE("block literal: Lua line N is YAML line loc.line + N") {
+    auto p = LoadYaml(dir.path(), MapYaml("    op: map\n"
+                                          "    lua: |\n"
+                                          "      local x = 1\n"
+                                          "      return {x = = 1}\n"));
+    CHECK_FALSE(p->ok);
+    std::string out = p->Rendered();
+    CHECK_MESSAGE(out.find("p.yaml:11:") != std::string::npos, out);
+    CHECK(out.find("line 2 of the code") != std::string::npos);
+  }
+  SUBCASE("an unclosed block is reported on the code's last line, not past it") {
+    auto p = LoadYaml(dir.path(), MapYaml("    op: flat_map\n"
+                                          "    lua: |\n"
+                                          "      for i = 1, 2 do\n"
+                                          "        local y = i\n"));
+    CHECK_FALSE(p->ok);
+    CHECK_MESSAGE(p->Rendered().find("p.yaml:11:") != std::string::npos, p->Rendered());
+  }
+  SUBCASE("filter expression") {
+    auto p = LoadYaml(dir.path(), MapYaml("    op: filter\n    where: e.amount >\n"));
+    CHECK_FALSE(p->ok);
+    CHECK_MESSAGE(p->Rendered().find("p.yaml:9:") != std::string::npos, p->Rendered());
+  }
+  SUBCASE("generate lua") {
+    auto p = LoadYaml(dir.path(),
+                      "pipeline: t\nnodes:\n  g:\n    source: generate\n    lua: |\n"
+                      "      return {n = n\n  out:\n    sink: discard\n    input: g\n");
+    CHECK_FALSE(p->ok);
+    CHECK_MESSAGE(p->Rendered().find("p.yaml:6:") != std::string::npos, p->Rendered());
+  }
+  SUBCASE("valid code passes") {
+    auto p = LoadYaml(dir.path(), MapYaml("    op: map\n    lua: |\n      local x = e.a\n"
+                                          "      return {x = x}\n"));
+    CHECK_MESSAGE(p->ok, p->Rendered());
+  }
+}
+
+TEST_CASE("LuaLineInYaml maps lines of one-line and block scalars") {
+  YNode one;
+  one.kind = YNode::Kind::kScalar;
+  one.scalar = "return {x = 1}";
+  one.loc = {9, 10};
+  CHECK(ops::LuaLineInYaml(one, nullptr, 1).line == 9);
+  CHECK(ops::LuaLineInYaml(one, nullptr, 1).column == 10);
+  YNode block = one;
+  block.scalar = "local x = 1\nreturn {x = x}\n";
+  YNode key;
+  key.loc = {9, 5};
+  CHECK(ops::LuaLineInYaml(block, &key, 1).line == 10);
+  CHECK(ops::LuaLineInYaml(block, &key, 2).line == 11);
+  CHECK(ops::LuaLineInYaml(block, &key, 2).column == 7);
+  YNode cli = one;
+  cli.loc = {0, 0};
+  CHECK(ops::LuaLineInYaml(cli, nullptr, 1).line == 0);
+}
+
+// Not a timing assertion: prints the filter rate so regressions are visible in the log.
+TEST_CASE("filter throughput (informational)") {
+  TempDir dir;
+  auto p = LoadYaml(dir.path(), MapYaml("    op: filter\n    where: \"e.amount > 10\"\n"));
+  REQUIRE(p->ok);
+  Harness h(*p, "op");
+  auto op = Def(NodeKind::kOperator, "filter").make_operator(p->Node("op"));
+  REQUIRE(op->Open(h.ctx).ok());
+  const int kBatches = 200, kBatch = 1024;
+  RecordBatch proto;
+  for (int i = 0; i < kBatch; ++i) {
+    proto.push_back(Rec({{"word", Value::String("w" + std::to_string(i % 50))},
+                         {"amount", Value::Int(i % 20)}}));
+  }
+  std::vector<RecordBatch> batches(kBatches, proto);
+  size_t kept = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int b = 0; b < kBatches; ++b) {
+    RecordBatch out;
+    out.reserve(kBatch);
+    Emitter em(&out);
+    REQUIRE(op->Process(0, batches[b], em).ok());
+    kept += out.size();
+  }
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  MESSAGE("filter: " << static_cast<int>(kBatches * kBatch / s) << " records/s");
+  size_t per_batch = 0;
+  for (const auto& r : proto) per_batch += r.Get("amount")->as_int() > 10 ? 1 : 0;
+  CHECK(kept == per_batch * kBatches);
+}
+
+}  // namespace onceflow::testing
