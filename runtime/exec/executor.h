@@ -26,7 +26,7 @@ class Guarantee;
 struct RunOptions {
   uint64_t max_events = 0;     // stop after this many source events (0 = no limit)
   int64_t duration_ms = 0;     // stop after this long (0 = no limit)
-  size_t batch_size = 1024;    // records per batch read from a source
+  size_t batch_size = 256;     // records per batch read from a source
   size_t channel_capacity = 8; // batches a channel holds before its producer blocks
   // Set to a signal number (SIGINT/SIGTERM) by a signal handler to stop cleanly.
   const std::atomic<int>* stop_signal = nullptr;

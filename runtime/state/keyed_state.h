@@ -29,33 +29,36 @@ class KeyedState {
  public:
   // Returns the value for `key` or nullptr. Does not mark the entry changed.
   const StateValue* Find(std::string_view key) const {
-    auto it = map_.find(Av(key));
-    return it == map_.end() ? nullptr : &it->second.value;
+    auto it = index_.find(Av(key));
+    return it == index_.end() ? nullptr : &entries_[it->second].value;
   }
   // Returns the value for `key`, inserting an empty one when absent (*inserted = true),
   // and marks it changed in the current epoch. The reference is valid until the next
   // insertion or erase.
   StateValue& Upsert(std::string_view key, bool* inserted = nullptr) {
-    auto [it, ins] = map_.try_emplace(Av(key));
-    it->second.epoch = epoch_;
+    auto [it, ins] = index_.try_emplace(Av(key), 0);
+    if (ins) it->second = NewEntry();
+    Entry& e = entries_[it->second];
+    e.epoch = epoch_;
     if (inserted) *inserted = ins;
-    return it->second.value;
+    return e.value;
   }
   // Removes `key`; returns whether it existed. Records a tombstone for checkpoints.
   bool Erase(std::string_view key) {
-    auto it = map_.find(Av(key));
-    if (it == map_.end()) return false;
-    map_.erase(it);
+    auto it = index_.find(Av(key));
+    if (it == index_.end()) return false;
+    FreeEntry(it->second);
+    index_.erase(it);
     tombstones_.emplace_back(key);
     return true;
   }
-  size_t size() const { return map_.size(); }
-  bool empty() const { return map_.empty(); }
+  size_t size() const { return index_.size(); }
+  bool empty() const { return index_.empty(); }
 
   // Visits every entry (unspecified order).
   template <typename F>
   void ForEach(F&& fn) const {
-    for (const auto& [k, e] : map_) fn(std::string_view(k), e.value);
+    for (const auto& [k, i] : index_) fn(std::string_view(k), entries_[i].value);
   }
 
   // ---- host side ----
@@ -71,12 +74,16 @@ class KeyedState {
   size_t PendingTombstones() const { return tombstones_.size(); }
   // Puts an entry back without marking it changed (restore from a checkpoint).
   void Restore(std::string_view key, StateValue value) {
-    auto& e = map_[Av(key)];
+    auto [it, ins] = index_.try_emplace(Av(key), 0);
+    if (ins) it->second = NewEntry();
+    Entry& e = entries_[it->second];
     e.value = std::move(value);
     e.epoch = 0;
   }
   void Clear() {
-    map_.clear();
+    index_.clear();
+    entries_.clear();
+    free_.clear();
     tombstones_.clear();
   }
   // Approximate bytes held (keys + values), for summaries.
@@ -92,7 +99,26 @@ class KeyedState {
     StateValue value;
     uint64_t epoch = 0;
   };
-  absl::flat_hash_map<std::string, Entry> map_;
+  uint32_t NewEntry() {
+    if (!free_.empty()) {
+      uint32_t i = free_.back();
+      free_.pop_back();
+      return i;
+    }
+    entries_.emplace_back();
+    return static_cast<uint32_t>(entries_.size() - 1);
+  }
+  void FreeEntry(uint32_t i) {
+    entries_[i] = Entry();
+    free_.push_back(i);
+  }
+
+  // Why an index plus a separate entry array: the hash probe (the cache-missing part of
+  // every update) then walks slots of a key and a 4-byte index — about as compact as a
+  // hand-written counter's map — instead of slots that also carry the whole value.
+  absl::flat_hash_map<std::string, uint32_t> index_;
+  std::vector<Entry> entries_;
+  std::vector<uint32_t> free_;  // entries_ slots of erased keys, reused first
   std::vector<std::string> tombstones_;
   uint64_t epoch_ = 1;
 };
