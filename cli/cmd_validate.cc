@@ -34,7 +34,10 @@ void PrintPlanText(const Registry& registry, const PipelineSpec& spec, const Pla
      << " nodes, " << plan.TaskCount() << " tasks (threads), " << plan.ChannelCount()
      << " channels\n";
   os << "semantics: " << SemanticsLabel(spec) << "\n";
-  os << "state: " << spec.state_path << "\n";
+  os << "state: " << spec.state_path;
+  // Checkpoints (and with them the state file) arrive with the other guarantees.
+  if (spec.semantics == Semantics::kAtMostOnce) os << " (not written under at-most-once yet)";
+  os << "\n";
   os << "tasks:\n";
   for (size_t c = 0; c < plan.chains.size(); ++c) {
     const Chain& ch = plan.chains[c];

@@ -1,8 +1,9 @@
 // LuaEnv: sandboxed LuaJIT state, record <-> table conversion, syntax checks. See
 // lua_env.h for the sandbox and conversion rules.
 //
-// Stack discipline: slot 1 of every state holds the field-name cache table and slot 2 the
-// array marker metatable, for the life of the state; every other method leaves the stack
+// Stack discipline: slot 1 of every state holds the field-name cache table, slot 2 the
+// array marker metatable, slot 3 the reused record table of PushRecordFields and slot 4
+// the interned names of its fields, for the life of the state; every other method leaves the stack
 // as it found it (except where documented: PushRecord, Call).
 #include "operators/lua/lua_env.h"
 
@@ -25,6 +26,8 @@ namespace {
 
 constexpr int kNamesSlot = 1;
 constexpr int kArrayMetaSlot = 2;
+constexpr int kSubsetTableSlot = 3;
+constexpr int kSubsetNamesSlot = 4;
 constexpr int kMaxDepth = 100;
 constexpr const char* kChunkName = "=lua";  // errors read "lua:LINE: message"
 
@@ -246,8 +249,191 @@ Status LuaEnv::Open(const std::string& node_id) {
   lua_newtable(L);  // slot 2: array marker metatable
   lua_pushstring(L, "array");
   lua_setfield(L, kArrayMetaSlot, "__name");
+  lua_newtable(L);  // slot 3: reused record table (PushRecordFields)
+  lua_newtable(L);  // slot 4: its field names
   cached_names_.clear();
+  subset_.clear();
   return Status::Ok();
+}
+
+void LuaEnv::SetRecordFields(const std::vector<std::string>& names) {
+  subset_ = names;
+  lua_State* L = L_;
+  for (size_t i = 0; i < subset_.size(); ++i) {
+    lua_pushlstring(L, subset_[i].data(), subset_[i].size());
+    lua_rawseti(L, kSubsetNamesSlot, static_cast<int>(i + 1));
+  }
+}
+
+void LuaEnv::PushRecordFields(const Record& rec) {
+  lua_State* L = L_;
+  for (size_t i = 0; i < subset_.size(); ++i) {
+    lua_rawgeti(L, kSubsetNamesSlot, static_cast<int>(i + 1));
+    const Value* v = rec.Get(subset_[i]);
+    if (v == nullptr) {
+      lua_pushnil(L);
+    } else {
+      PushValue(*v);
+    }
+    lua_rawset(L, kSubsetTableSlot);
+  }
+  lua_pushvalue(L, kSubsetTableSlot);
+}
+
+void LuaEnv::PushValue(const Value& v) {
+  lua_State* L = L_;
+  switch (v.type()) {
+    case ValueType::kNull: lua_pushlightuserdata(L, nullptr); break;
+    case ValueType::kBool: lua_pushboolean(L, v.as_bool()); break;
+    case ValueType::kInt: lua_pushnumber(L, static_cast<lua_Number>(v.as_int())); break;
+    case ValueType::kDouble: lua_pushnumber(L, v.as_double()); break;
+    case ValueType::kString: lua_pushlstring(L, v.str().data(), v.str().size()); break;
+    case ValueType::kJson: PushJson(v.str()); break;
+  }
+}
+
+namespace {
+
+bool IsIdentStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+bool IsIdentChar(char c) { return IsIdentStart(c) || (c >= '0' && c <= '9'); }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+// At code[i] == '[': the level of a long bracket `[==[` (its '=' count), or -1.
+int LongBracketLevel(std::string_view code, size_t i) {
+  size_t j = i + 1;
+  while (j < code.size() && code[j] == '=') ++j;
+  return j < code.size() && code[j] == '[' ? static_cast<int>(j - i - 1) : -1;
+}
+
+// Skips a long bracket starting at code[*i] of level `level`; false when unterminated.
+bool SkipLongBracket(std::string_view code, size_t* i, int level) {
+  std::string close = "]" + std::string(level, '=') + "]";
+  size_t end = code.find(close, *i + level + 2);
+  if (end == std::string_view::npos) return false;
+  *i = end + close.size();
+  return true;
+}
+
+// Skips a quoted string starting at code[*i]; false when unterminated. With `text`,
+// stores its contents when it has no escapes (else clears `*plain`).
+bool SkipQuoted(std::string_view code, size_t* i, std::string* text, bool* plain) {
+  char q = code[*i];
+  size_t j = *i + 1;
+  if (text) text->clear();
+  if (plain) *plain = true;
+  while (j < code.size() && code[j] != q) {
+    if (code[j] == '\n') return false;
+    if (code[j] == '\\') {
+      if (plain) *plain = false;
+      ++j;
+    } else if (text) {
+      text->push_back(code[j]);
+    }
+    ++j;
+  }
+  if (j >= code.size()) return false;
+  *i = j + 1;
+  return true;
+}
+
+size_t SkipSpace(std::string_view code, size_t i) {
+  while (i < code.size() && IsSpace(code[i])) ++i;
+  return i;
+}
+
+}  // namespace
+
+bool RecordFieldsUsed(std::string_view code, std::string_view param,
+                      std::vector<std::string>* names) {
+  names->clear();
+  auto add = [&](std::string name) {
+    if (std::find(names->begin(), names->end(), name) == names->end()) {
+      names->push_back(std::move(name));
+    }
+  };
+  size_t i = 0;
+  char prev = 0;   // last significant character before the current token
+  char prev2 = 0;  // the one before it
+  while (i < code.size()) {
+    char c = code[i];
+    if (IsSpace(c)) {
+      ++i;
+      continue;
+    }
+    if (c == '-' && i + 1 < code.size() && code[i + 1] == '-') {  // comment
+      i += 2;
+      int level = i < code.size() && code[i] == '[' ? LongBracketLevel(code, i) : -1;
+      if (level >= 0) {
+        if (!SkipLongBracket(code, &i, level)) return false;
+      } else {
+        while (i < code.size() && code[i] != '\n') ++i;
+      }
+      continue;
+    }
+    if (c == '"' || c == '\'') {
+      if (!SkipQuoted(code, &i, nullptr, nullptr)) return false;
+      prev2 = prev;
+      prev = '"';
+      continue;
+    }
+    if (c == '[') {
+      int level = LongBracketLevel(code, i);
+      if (level >= 0) {
+        if (!SkipLongBracket(code, &i, level)) return false;
+        prev2 = prev;
+        prev = '"';
+        continue;
+      }
+    }
+    if (IsIdentStart(c) || (c >= '0' && c <= '9')) {
+      size_t start = i;
+      // A number (which may hold '.', e.g. 1.5e3) scans as one token, as Lua reads it.
+      const bool number = !IsIdentStart(c);
+      while (i < code.size() && (IsIdentChar(code[i]) || (number && code[i] == '.'))) ++i;
+      std::string_view tok = code.substr(start, i - start);
+      // A closure could capture the parameter and read it after the call returns, when
+      // the reused table already holds another record: no closures at all.
+      if (tok == "function") return false;
+      bool field_name = prev == '.' && prev2 != '.';   // x.e (not x .. e)
+      bool method_name = prev == ':' && prev2 != ':';  // x:e()
+      if (tok == param && !field_name && !method_name) {
+        // Must be followed by `.NAME` or `["NAME"]`.
+        size_t j = SkipSpace(code, i);
+        if (j < code.size() && code[j] == '.' && (j + 1 >= code.size() || code[j + 1] != '.')) {
+          j = SkipSpace(code, j + 1);
+          if (j >= code.size() || !IsIdentStart(code[j])) return false;
+          size_t n0 = j;
+          while (j < code.size() && IsIdentChar(code[j])) ++j;
+          add(std::string(code.substr(n0, j - n0)));
+        } else if (j < code.size() && code[j] == '[') {
+          j = SkipSpace(code, j + 1);
+          if (j >= code.size() || (code[j] != '"' && code[j] != '\'')) return false;
+          std::string text;
+          bool plain = false;
+          if (!SkipQuoted(code, &j, &text, &plain) || !plain) return false;
+          j = SkipSpace(code, j);
+          if (j >= code.size() || code[j] != ']') return false;
+          ++j;
+          add(std::move(text));
+        } else {
+          return false;
+        }
+        i = j;
+        prev2 = 0;
+        prev = 'a';
+        continue;
+      }
+      prev2 = prev;
+      prev = 'a';
+      continue;
+    }
+    prev2 = prev;
+    prev = c;
+    ++i;
+  }
+  return true;
 }
 
 Status LuaEnv::Compile(std::string_view code, LuaCode kind, const char* param, int* fn) {
@@ -287,14 +473,7 @@ void LuaEnv::PushRecord(const Record& rec) {
   size_t i = 0;
   for (const auto& [name, v] : rec) {
     PushFieldName(i++, name);
-    switch (v.type()) {
-      case ValueType::kNull: lua_pushlightuserdata(L, nullptr); break;
-      case ValueType::kBool: lua_pushboolean(L, v.as_bool()); break;
-      case ValueType::kInt: lua_pushnumber(L, static_cast<lua_Number>(v.as_int())); break;
-      case ValueType::kDouble: lua_pushnumber(L, v.as_double()); break;
-      case ValueType::kString: lua_pushlstring(L, v.str().data(), v.str().size()); break;
-      case ValueType::kJson: PushJson(v.str()); break;
-    }
+    PushValue(v);
     lua_rawset(L, -3);
   }
 }

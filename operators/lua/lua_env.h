@@ -71,6 +71,15 @@ void CheckLuaOption(const NodeSpec& spec, const std::string& option, LuaCode kin
 // (or kept as "line N of the code" when the code has no position in a file).
 std::string DescribeLuaError(std::string_view message, const YNode* value, const YNode* key);
 
+// When every use of the parameter `param` in `code` is a field access with a constant
+// name — `param.NAME` or `param["NAME"]` / `param['NAME']` — fills *names with those
+// names (deduplicated, in first-use order) and returns true. Any other use (passing it to
+// a function, `#param`, `pairs(param)`, `..`, shadowing, `param:method()`), or code the
+// scanner does not understand, returns false. Conservative: true proves the table itself
+// never escapes and only those fields are ever read or written.
+bool RecordFieldsUsed(std::string_view code, std::string_view param,
+                      std::vector<std::string>* names);
+
 class LuaEnv {
  public:
   LuaEnv();
@@ -89,6 +98,12 @@ class LuaEnv {
 
   // Pushes a new table holding `rec`'s fields.
   void PushRecord(const Record& rec);
+  // Restricts PushRecordFields to `names` (see RecordFieldsUsed).
+  void SetRecordFields(const std::vector<std::string>& names);
+  // Pushes one table, reused for every record, holding only the fields named by
+  // SetRecordFields (nil where `rec` lacks one). Only valid when RecordFieldsUsed proved
+  // that the code touches nothing else of the table and cannot keep a reference to it.
+  void PushRecordFields(const Record& rec);
   void PushInteger(int64_t v);
 
   // Calls function `fn` with the value on top of the stack (popped) as its argument and
@@ -112,12 +127,14 @@ class LuaEnv {
   bool ToValue(int idx, Value* out, std::string* error);
   bool AppendJson(int idx, int depth, std::string* out, std::string* error);
   void PushJson(std::string_view json);
+  void PushValue(const Value& v);
   void PushFieldName(size_t i, const std::string& name);
 
   lua_State* L_ = nullptr;
   int names_ref_ = -1;     // registry ref of a table caching field-name strings by index
   int array_mt_ref_ = -1;  // registry ref of the array marker metatable
   std::vector<std::string> cached_names_;
+  std::vector<std::string> subset_;  // the fields PushRecordFields sets, in slot order
   std::vector<std::pair<std::string, Value>> extra_;  // scratch for ToRecord
 };
 

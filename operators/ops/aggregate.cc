@@ -151,11 +151,11 @@ void AddTo(Value* acc, const Value& v) {
   if (acc->type() == ValueType::kInt && v.type() == ValueType::kInt) {
     int64_t r;
     if (!__builtin_add_overflow(acc->as_int(), v.as_int(), &r)) {
-      *acc = Value::Int(r);
+      acc->SetInt(r);
       return;
     }
   }
-  *acc = Value::Double(acc->ToDouble() + v.ToDouble());
+  acc->SetDouble(acc->ToDouble() + v.ToDouble());
 }
 
 const char* FnName(AggFn fn) {
@@ -188,11 +188,19 @@ class AggregateOperator : public Operator {
     KeyedState& state = *ctx_->state;
     Status st;
     values_.resize(items_.size());
-    for (const Record& rec : in) {
-      if (!ExtractKey(rec, key_fields_, "aggregate", ctx_->errors, &key_, &st)) {
-        if (!st.ok()) return st;
+    keys_.Encode(in, key_fields_);  // to prefetch ahead (see BatchKeys)
+    keys_.PrefetchStart(state);
+    for (size_t r = 0; r < in.size(); ++r) {
+      const Record& rec = in[r];
+      keys_.Prefetch(state, r);
+      if (!keys_.has(r)) {
+        // Reports the missing key field through on_error.
+        if (!ExtractKey(rec, key_fields_, "aggregate", ctx_->errors, &key_, &st) && !st.ok()) {
+          return st;
+        }
         continue;
       }
+      const std::string_view key = keys_.key(r);
       // Check every value before touching the state, so a bad record changes nothing.
       std::string error;
       for (size_t i = 0; i < items_.size(); ++i) {
@@ -214,7 +222,7 @@ class AggregateOperator : public Operator {
         continue;
       }
       bool inserted = false;
-      StateValue& acc = state.Upsert(key_, &inserted);
+      StateValue& acc = state.Upsert(key, &inserted);
       if (inserted || acc.size() != static_cast<size_t>(slots_)) {
         if (!inserted) {
           return Status::State("aggregate: the stored state of a key holds " +
@@ -225,7 +233,7 @@ class AggregateOperator : public Operator {
         Init(&acc);
       }
       for (size_t i = 0; i < items_.size(); ++i) Apply(items_[i], values_[i], &acc);
-      if (!final_) changed_.Note(key_);
+      if (!final_) changed_.Note(key);
     }
     if (!final_) {
       changed_.Drain([&](std::string_view key) {
@@ -261,7 +269,7 @@ class AggregateOperator : public Operator {
     Value& a = (*acc)[item.slot];
     switch (item.fn) {
       case AggFn::kCount:
-        if (item.field.empty() || v != nullptr) a = Value::Int(a.as_int() + 1);
+        if (item.field.empty() || v != nullptr) a.SetInt(a.as_int() + 1);
         break;
       case AggFn::kSum:
         if (v != nullptr) AddTo(&a, *v);
@@ -270,7 +278,7 @@ class AggregateOperator : public Operator {
         if (v != nullptr) {
           AddTo(&a, *v);
           Value& n = (*acc)[item.slot + 1];
-          n = Value::Int(n.as_int() + 1);
+          n.SetInt(n.as_int() + 1);
         }
         break;
       case AggFn::kMin:
@@ -284,6 +292,7 @@ class AggregateOperator : public Operator {
 
   void EmitKey(std::string_view key, const StateValue& acc, Emitter& out) {
     Record& o = out.batch()->emplace_back();
+    o.mutable_fields().reserve(key_fields_.size() + items_.size());  // one allocation
     KeyRecord(key, key_fields_, &o);
     if (acc.size() != static_cast<size_t>(slots_)) return;
     for (const auto& item : items_) {
@@ -304,6 +313,7 @@ class AggregateOperator : public Operator {
   int slots_ = 0;
   NodeContext* ctx_ = nullptr;
   std::string key_;
+  BatchKeys keys_;
   std::vector<const Value*> values_;
   ChangedKeys changed_;
 };

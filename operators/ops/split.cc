@@ -55,9 +55,10 @@ class SplitOperator : public Operator {
         const char* start = p;
         while (p < e && !sep_[static_cast<unsigned char>(*p)]) ++p;
         Record& o = batch->emplace_back();
-        o.Append(into_, Value::String(std::string_view(start, p - start)));
+        Value& token = o.AppendSlot(into_);
+        token.SetString(std::string_view(start, p - start));
         if (lower_) {
-          for (char& c : o.mutable_fields()[0].second.mutable_str()) {
+          for (char& c : token.mutable_str()) {
             if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
           }
         }

@@ -12,7 +12,7 @@ namespace {
 class DiscardSink : public Sink {
  public:
   Status Open(NodeContext&) override { return Status::Ok(); }
-  Status Write(const RecordBatch&) override { return Status::Ok(); }
+  Status Write(RecordBatch&) override { return Status::Ok(); }
   Status Flush(bool) override { return Status::Ok(); }
   Status Close() override { return Status::Ok(); }
 };

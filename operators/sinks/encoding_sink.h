@@ -21,7 +21,7 @@ class EncodingSink : public Sink {
   EncodingSink(Format format, std::string field, std::string what)
       : encoder_(format, std::move(field)), what_(std::move(what)) {}
 
-  Status Write(const RecordBatch& in) override {
+  Status Write(RecordBatch& in) override {
     std::string error;
     for (const Record& rec : in) {
       if (!encoder_.Append(rec, &buf_, &error)) {

@@ -59,13 +59,18 @@ std::string Quote(std::string_view ident) {
   return q;
 }
 
+// ASCII case folding, as SQLite compares identifiers (and as std::tolower does in the "C"
+// locale this program runs in); inline instead of a tolower() call per byte, since
+// WriteRow matches every field of every row against the columns.
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
+    unsigned char x = static_cast<unsigned char>(a[i]);
+    unsigned char y = static_cast<unsigned char>(b[i]);
+    if (x == y) continue;
+    if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y - 'A' + 'a');
+    if (x != y) return false;
   }
   return true;
 }
@@ -118,8 +123,30 @@ class SqliteSink : public Sink {
     return Status::Ok();
   }
 
-  Status Write(const RecordBatch& in) override {
-    for (const Record& rec : in) {
+  Status Write(RecordBatch& in) override {
+    // Records are moved into the pending buffers, not copied: the executor discards the
+    // batch after Write (see Sink::Write). With a key, the keys are encoded up front so
+    // the merge map's slot for the key a few records ahead can be prefetched (the map
+    // holds every key written since the last flush and misses the cache).
+    if (!key_.empty()) keys_.Encode(in, key_);
+    constexpr size_t kAhead = BatchKeys::kPrefetchDistance;
+    auto has_key = [&](size_t i) { return !key_.empty() && i < keys_.size() && keys_.has(i); };
+    auto av = [&](size_t i) {
+      std::string_view k = keys_.key(i);
+      return absl::string_view(k.data(), k.size());
+    };
+    for (size_t i = 0; i < kAhead; ++i) {
+      if (has_key(i)) pending_keyed_.prefetch(av(i));
+    }
+    for (size_t i = 0; i < in.size(); ++i) {
+      // Two stages, as in BatchKeys::Prefetch: the slot far ahead; nearer, the fields of
+      // the record it holds, which the assignment below destroys.
+      if (has_key(i + kAhead)) pending_keyed_.prefetch(av(i + kAhead));
+      if (has_key(i + kAhead / 2)) {
+        auto it = pending_keyed_.find(av(i + kAhead / 2));
+        if (it != pending_keyed_.end()) __builtin_prefetch(it->second.fields().data());
+      }
+      Record& rec = in[i];
       std::string bad;
       for (const auto& f : rec) {
         if (f.first.empty() || f.first.find('\0') != std::string::npos) {
@@ -128,19 +155,23 @@ class SqliteSink : public Sink {
         }
       }
       if (bad.empty() && !key_.empty()) {
-        Status st;
-        if (!ExtractKey(rec, key_, "sqlite", ctx_->errors, &key_buf_, &st)) {
-          if (!st.ok()) return st;
+        if (!keys_.has(i)) {
+          // Reports the missing key field through on_error.
+          Status st;
+          if (!ExtractKey(rec, key_, "sqlite", ctx_->errors, &key_buf_, &st) && !st.ok()) {
+            return st;
+          }
           continue;
         }
-        pending_keyed_.insert_or_assign(key_buf_, rec);
+        std::string_view k = keys_.key(i);
+        pending_keyed_[absl::string_view(k.data(), k.size())] = std::move(rec);
         continue;
       }
       if (!bad.empty()) {
         ONCEFLOW_RETURN_IF_ERROR(ctx_->errors->OnRecordError(rec, bad));
         continue;
       }
-      pending_.push_back(rec);
+      pending_.push_back(std::move(rec));
     }
     return Status::Ok();
   }
@@ -373,6 +404,7 @@ class SqliteSink : public Sink {
   std::vector<std::string> columns_;  // table columns, in table order
   std::vector<Record> pending_;       // without key: rows in arrival order
   absl::flat_hash_map<std::string, Record> pending_keyed_;  // with key: last record per key
+  BatchKeys keys_;  // keys of the batch being written (with key)
   std::string key_buf_;
 };
 

@@ -27,5 +27,10 @@ bool DecodeValue(std::string_view* in, Value* v);
 
 // 64-bit hash, stable across processes (wyhash-style mixing).
 uint64_t StableHash(std::string_view bytes);
+// StableHash of the key encoding of the one-field string key `s` (EncodeKey of a record
+// whose key field holds Value::String(s)), computed without building the encoding.
+// Requires that `s` holds no NUL byte (such strings are escaped; use StableHash of the
+// encoding then).
+uint64_t StableHashOfStringKey(std::string_view s);
 
 }  // namespace onceflow

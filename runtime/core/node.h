@@ -112,7 +112,9 @@ class Sink {
   virtual ~Sink() = default;
   // Opens the output. With ctx.fresh_start the output is emptied first (as `>` would).
   virtual Status Open(NodeContext& ctx) = 0;
-  virtual Status Write(const RecordBatch& in) = 0;
+  // A batch to write. Records may be moved out of `in` (a sink that buffers them takes
+  // them instead of copying); the executor discards the batch afterwards.
+  virtual Status Write(RecordBatch& in) = 0;
   // Flushes buffered output; with `durable`, also makes it durable (fsync / commit).
   virtual Status Flush(bool durable) = 0;
   virtual Status Close() = 0;

@@ -168,6 +168,9 @@ struct JsonParser::Impl {
   simdjson::padded_string buffer;  // reused copy of the line with SIMDJSON_PADDING
   size_t capacity = 0;
   simdjson::dom::parser nested;     // normalises nested arrays/objects
+  // Field count of the previous object: JSONL lines usually share a shape, so reserving
+  // it up front allocates the record's field storage once instead of growing it.
+  size_t last_fields = 0;
 };
 
 JsonParser::JsonParser() : impl_(new Impl) {}
@@ -196,6 +199,31 @@ simdjson::error_code ConvertValue(simdjson::ondemand::value val, simdjson::dom::
       return simdjson::SUCCESS;
     }
     case simdjson::ondemand::json_type::number: {
+      // One pass for the common cases: get_number_type() scans the digits and the get_*
+      // call then parses them again. get_number() only peeks, so anything it does not
+      // return as int64 or a short double (uint64 beyond int64, integers beyond uint64,
+      // errors) takes the original two-step path below, with its exact results. Short:
+      // simdjson 3.0.1's get_number() loses floats of more than 19 significant digits
+      // (its slow path writes to a copy of the result and returns 0.0), and a token of at
+      // most 20 characters holding '.' or 'e' cannot have that many.
+      simdjson::ondemand::number num;
+      if (val.get_number().get(num) == simdjson::SUCCESS) {
+        if (num.is_int64()) {
+          *out = Value::Int(num.get_int64());
+          return simdjson::SUCCESS;
+        }
+        if (num.is_double()) {
+          std::string_view tok = val.raw_json_token();
+          while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t' || tok.back() == '\n' ||
+                                  tok.back() == '\r')) {
+            tok.remove_suffix(1);
+          }
+          if (tok.size() <= 20) {
+            *out = Value::Double(num.get_double());
+            return simdjson::SUCCESS;
+          }
+        }
+      }
       simdjson::ondemand::number_type nt;
       if ((err = val.get_number_type().get(nt))) return err;
       if (nt == simdjson::ondemand::number_type::signed_integer) {
@@ -254,15 +282,19 @@ bool JsonParser::ParseObject(std::string_view line, Record* rec, std::string* er
   simdjson::ondemand::object obj;
   if (!err) err = doc.get_object().get(obj);
   if (!err) {
+    rec->mutable_fields().reserve(im.last_fields);
     for (auto field : obj) {
       std::string_view key;
       if ((err = field.unescaped_key().get(key))) break;
       simdjson::ondemand::value v;
       if ((err = field.value().get(v))) break;
-      Value val;
-      if ((err = ConvertValue(v, im.nested, &val))) break;
-      rec->Set(key, std::move(val));
+      // Convert straight into the field's slot (no temporary Value). A duplicate key
+      // keeps its first position and takes the last value, as Set() would.
+      Value* slot = rec->GetMutable(key);
+      if (slot == nullptr) slot = &rec->AppendSlot(key);
+      if ((err = ConvertValue(v, im.nested, slot))) break;
     }
+    im.last_fields = rec->size();
   }
   if (!err) {
     // Anything after the object is an error; current_location() reports OUT_OF_BOUNDS

@@ -2,6 +2,7 @@
 // upstream task thread.
 #include "runtime/plan/partitioner.h"
 
+#include <cstring>
 #include <utility>
 
 #include "runtime/core/key.h"
@@ -64,6 +65,17 @@ class HashPartitioner final : public Partitioner {
                ErrorHandler* errors) override {
     const int n = destinations();
     for (Record& r : in) {
+      // The common key, one string field without NUL bytes, is hashed straight from the
+      // record (the same value as hashing its encoding; see StableHashOfStringKey).
+      if (fields_.size() == 1) {
+        const Value* v = r.Get(fields_[0]);
+        if (v != nullptr && v->is_string() &&
+            std::memchr(v->str().data(), '\0', v->str().size()) == nullptr) {
+          const uint64_t h = StableHashOfStringKey(v->str());
+          Put(r, consume, out[static_cast<int>(h % static_cast<uint64_t>(n))]);
+          continue;
+        }
+      }
       key_.clear();
       if (!EncodeKey(r, fields_, &key_)) {
         Status st = errors != nullptr ? errors->OnRecordError(r, MissingMessage(r))

@@ -43,6 +43,16 @@ class KeyedState {
     if (inserted) *inserted = ins;
     return e.value;
   }
+  // Starts loading the index slot `key` hashes to into the cache, so that an Upsert or
+  // Find of it a few keys later does not stall on the miss (large states do not fit in
+  // cache; operators prefetch a few keys ahead within a batch).
+  void Prefetch(std::string_view key) const { index_.prefetch(Av(key)); }
+  // Second stage, a few keys after Prefetch(key): looks the key up (its slot is cached by
+  // now) and starts loading its value, the other miss of an update.
+  void PrefetchValue(std::string_view key) const {
+    auto it = index_.find(Av(key));
+    if (it != index_.end()) __builtin_prefetch(&entries_[it->second]);
+  }
   // Removes `key`; returns whether it existed. Records a tombstone for checkpoints.
   bool Erase(std::string_view key) {
     auto it = index_.find(Av(key));

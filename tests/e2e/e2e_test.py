@@ -418,6 +418,125 @@ def usage_errors_exit_2():
     check(p.stdout.startswith("onceflow "), p.stdout)
 
 
+@test
+def stdin_files_and_csv_sources():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  in: {source: stdin, format: jsonl}
+  out: {sink: file, input: in, path: out.jsonl}
+""")
+        p = run(["run", y, "-q"], input='{"a": 1}\n{"a": 2}\n')
+        expect_rc(p, 0)
+        check(read_jsonl(os.path.join(d, "out.jsonl")) == [{"a": 1}, {"a": 2}], "stdin records in order")
+        write(os.path.join(d, "in/b.csv"), 'name,qty\r\n"Smith, J",3\r\nLee,4.5\r\n')
+        write(os.path.join(d, "in/a.csv"), "name,qty\nAda,1\n")
+        y = write(os.path.join(d, "q.yaml"), """pipeline: q
+semantics: at-most-once
+nodes:
+  in: {source: files, glob: "in/*.csv", format: csv}
+  out: {sink: file, input: in, path: out2.jsonl}
+""")
+        p = run(["run", y, "-q"])
+        expect_rc(p, 0)
+        check(read_jsonl(os.path.join(d, "out2.jsonl")) ==
+              [{"name": "Ada", "qty": 1}, {"name": "Smith, J", "qty": 3}, {"name": "Lee", "qty": 4.5}],
+              "files in name order, csv quoting and numbers: " + open(os.path.join(d, "out2.jsonl")).read())
+
+
+@test
+def sqlite_sink_upserts_and_survives_hostile_values():
+    with Tmp() as d:
+        write(os.path.join(d, "in.jsonl"),
+              '{"k": "a", "v": 1}\n{"k": "x\'); DROP TABLE t;--", "v": 2}\n{"k": "a", "v": 3}\n')
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  in: {source: file, path: in.jsonl, format: jsonl}
+  db: {sink: sqlite, input: in, path: out.db, table: t, key: k}
+""")
+        p = run(["run", y, "-q"])
+        expect_rc(p, 0)
+        rows = sqlite3.connect(os.path.join(d, "out.db")).execute("SELECT k, v FROM t ORDER BY k").fetchall()
+        check(rows == [("a", 3), ("x'); DROP TABLE t;--", 2)], f"upsert keeps last per key: {rows}")
+        # A fresh run empties the table first (like > for a file).
+        p = run(["run", y, "-q"])
+        expect_rc(p, 0)
+        rows = sqlite3.connect(os.path.join(d, "out.db")).execute("SELECT count(*) FROM t").fetchall()
+        check(rows == [(2,)], f"fresh run replaces the table's rows: {rows}")
+
+
+@test
+def lua_sandbox_blocks_os_io_require():
+    for expr in ('os.time()', 'io.open("x")', 'require("os")', 'load("return 1")()', 'math.random()'):
+        with Tmp() as d:
+            y = write(os.path.join(d, "p.yaml"), f"""pipeline: p
+semantics: at-most-once
+nodes:
+  g: {{source: generate, count: 1}}
+  m: {{op: map, input: g, lua: 'return {{x = {expr}}}'}}
+  out: {{sink: discard, input: m}}
+""")
+            p = run(["run", y, "-q"])
+            expect_rc(p, 1)
+            check("lua" in p.stderr.lower() and "'m'" in p.stderr, f"{expr}: {p.stderr}")
+
+
+@test
+def distinct_and_aggregate_updates():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  g: {source: generate, count: 1000, lua: "return {k = n % 7, v = n}"}
+  first: {op: distinct, input: g, key: k}
+  agg: {op: aggregate, input: g, key: k, sum: v, min: v, max: v, count: true, emit: final}
+  o1: {sink: file, input: first, path: first.jsonl}
+  o2: {sink: file, input: agg, path: agg.jsonl}
+""")
+        p = run(["run", y, "-q"])
+        expect_rc(p, 0)
+        first = read_jsonl(os.path.join(d, "first.jsonl"))
+        check(canon(first) == canon([{"k": k, "v": k} for k in range(7)]), f"distinct: {first}")
+        agg = {r["k"]: r for r in read_jsonl(os.path.join(d, "agg.jsonl"))}
+        for k in range(7):
+            vs = [n for n in range(1000) if n % 7 == k]
+            r = agg[k]
+            check(r["sum_v"] == sum(vs) and r["min_v"] == min(vs) and r["max_v"] == max(vs)
+                  and r["count"] == len(vs), f"aggregate {k}: {r}")
+
+
+@test
+def follow_tails_a_growing_file_until_stopped():
+    with Tmp() as d:
+        path = write(os.path.join(d, "log.txt"), "one\n")
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+nodes:
+  in: {source: file, path: log.txt, follow: true}
+  out: {sink: file, input: in, path: out.jsonl}
+""")
+        proc = subprocess.Popen([BIN, "run", y, "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        with open(path, "a") as f:
+            f.write("two\nthr")
+            f.flush()
+            time.sleep(0.3)
+            f.write("ee\n")
+        deadline = time.time() + 20
+        out = os.path.join(d, "out.jsonl")
+        while time.time() < deadline:
+            if os.path.exists(out) and len(read_jsonl(out)) >= 3:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        check(proc.returncode == 143, f"exit {proc.returncode}: {err}")
+        check([r["line"] for r in read_jsonl(out)] == ["one", "two", "three"],
+              "appended lines, a partial line held until its newline: " + open(out).read())
+
+
 def main():
     passed = failed = 0
     for fn in TESTS:

@@ -59,5 +59,17 @@ TEST_CASE("StableHash is fixed across builds and spreads keys") {
   for (int b : buckets) CHECK(b > 800);
 }
 
+TEST_CASE("StableHashOfStringKey equals StableHash of the key's encoding") {
+  std::string s;
+  for (int len = 0; len <= 40; ++len) {
+    Record r;
+    r.Append("k", Value::String(s));
+    std::string key;
+    REQUIRE(EncodeKey(r, {"k"}, &key));
+    CHECK_MESSAGE(StableHashOfStringKey(s) == StableHash(key), "length " << len);
+    s.push_back(static_cast<char>('a' + len % 26 + (len % 3 == 0 ? 0x80 - 'a' : 0)));
+  }
+}
+
 }  // namespace
 }  // namespace onceflow

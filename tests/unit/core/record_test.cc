@@ -74,6 +74,21 @@ TEST_CASE("JsonParser reads objects with every value type") {
   CHECK(r2 == r);
 }
 
+TEST_CASE("JsonParser numbers: int64, beyond int64, long and extreme floats") {
+  JsonParser p;
+  Record r;
+  std::string error;
+  REQUIRE(p.ParseObject(
+      "{\"a\":-9223372036854775808,\"b\":9223372036854775808,\"c\":"
+      "123456789012345678901234567890,\"d\":3.141592653589793238462643383279,\"e\":4.9e-324,"
+      "\"f\":1.5E-3 , \"g\":329.86,\"h\":-0.0,\"i\":1e5}",
+      &r, &error));
+  CHECK(r.ToJson() ==
+        "{\"a\":-9223372036854775808,\"b\":9.223372036854776e+18,\"c\":1.2345678901234568e+29,"
+        "\"d\":3.141592653589793,\"e\":5e-324,\"f\":0.0015,\"g\":329.86,\"h\":-0.0,"
+        "\"i\":100000.0}");
+}
+
 TEST_CASE("JsonParser rejects malformed lines, non-objects and trailing content") {
   JsonParser p;
   Record r;

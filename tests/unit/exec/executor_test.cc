@@ -194,7 +194,7 @@ class CollectSink : public Sink {
     if (fail_open_) return Status::IOError("cannot open 'nowhere'");
     return Status::Ok();
   }
-  Status Write(const RecordBatch& in) override {
+  Status Write(RecordBatch& in) override {
     std::lock_guard<std::mutex> lock(g_world->mu);
     auto& v = g_world->sunk[id_];
     v.insert(v.end(), in.begin(), in.end());

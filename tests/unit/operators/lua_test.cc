@@ -255,4 +255,47 @@ TEST_CASE("filter throughput (informational)") {
   CHECK(kept == per_batch * kBatches);
 }
 
+TEST_CASE("RecordFieldsUsed: only constant field accesses of the parameter qualify") {
+  std::vector<std::string> names;
+  CHECK(ops::RecordFieldsUsed("e.status == \"paid\" and e.amount > 10", "e", &names));
+  CHECK(names == std::vector<std::string>{"status", "amount"});
+  CHECK(ops::RecordFieldsUsed("e [ 'a b' ] ~= e.x and e.x -- e\n", "e", &names));
+  CHECK(names == std::vector<std::string>{"a b", "x"});
+  CHECK(ops::RecordFieldsUsed("{word = e.word:lower(), n = x.e, s = [[e]] .. \"e\"}", "e", &names));
+  CHECK(names == std::vector<std::string>{"word"});
+  CHECK(ops::RecordFieldsUsed("1", "e", &names));
+  CHECK(names.empty());
+  // Anything else could see the whole table (or keep it): not eligible.
+  for (const char* code : {"e", "#e > 0", "pairs(e)", "f(e)", "e[k]", "e:m()", "'x' .. e",
+                           "e['a\\'b']", "(function() return e.x end)()", "local e = 1", "e .. 'x'",
+                           "--[[ unterminated", "'unterminated", "e.", "e[\"a\""}) {
+    CHECK_MESSAGE(!ops::RecordFieldsUsed(code, "e", &names), code);
+  }
+}
+
+TEST_CASE("filter with a field subset behaves like with the whole record") {
+  LuaEnv env;
+  REQUIRE(env.Open("t").ok());
+  int fn = 0;
+  const std::string code = "e.s == 'a' and (e.n or 0) > 1 and e.z == null";
+  REQUIRE(env.Compile(code, LuaCode::kExpression, "e", &fn).ok());
+  std::vector<std::string> names;
+  REQUIRE(ops::RecordFieldsUsed(code, "e", &names));
+  env.SetRecordFields(names);
+  std::string error;
+  auto run = [&](const Record& r) {
+    env.PushRecordFields(r);
+    REQUIRE(env.Call(fn, &error));
+    bool keep = lua_toboolean(env.state(), -1) != 0;
+    env.Pop(1);
+    return keep;
+  };
+  // The reused table must not leak a field of one record into the next.
+  CHECK(run(Rec({{"s", Value::String("a")}, {"n", Value::Int(2)}, {"z", Value::Null()}})));
+  CHECK(!run(Rec({{"s", Value::String("a")}})));
+  CHECK(!run(Rec({{"s", Value::String("a")}, {"n", Value::Int(5)}, {"z", Value::Int(1)}})));
+  CHECK(run(Rec({{"n", Value::Double(1.5)}, {"s", Value::String("a")}, {"z", Value::Null()}})));
+  CHECK(!run(Rec({{"n", Value::Int(5)}, {"z", Value::Null()}})));
+}
+
 }  // namespace onceflow::testing

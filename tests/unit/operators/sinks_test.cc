@@ -219,7 +219,8 @@ TEST_CASE("stdout sink writes buffered output; discard drops everything") {
   Harness h(*p, "out");
   auto sink = ops::MakeStdoutSinkForFd(p->Node("out"), fds[1]);
   REQUIRE(sink->Open(h.ctx).ok());
-  REQUIRE(sink->Write({Rec({{"n", Value::Int(1)}}), Rec({{"n", Value::String("two")}})}).ok());
+  RecordBatch batch = {Rec({{"n", Value::Int(1)}}), Rec({{"n", Value::String("two")}})};
+  REQUIRE(sink->Write(batch).ok());
   REQUIRE(sink->Flush(true).ok());
   char buf[64] = {};
   ssize_t n = ::read(fds[0], buf, sizeof buf);
@@ -232,7 +233,8 @@ TEST_CASE("stdout sink writes buffered output; discard drops everything") {
   Harness hd(*pd, "out");
   auto d = Def(NodeKind::kSink, "discard").make_sink(pd->Node("out"));
   REQUIRE(d->Open(hd.ctx).ok());
-  CHECK(d->Write({Rec({{"n", Value::Int(1)}})}).ok());
+  RecordBatch one = {Rec({{"n", Value::Int(1)}})};
+  CHECK(d->Write(one).ok());
   CHECK(d->Flush(true).ok());
   CHECK(d->Close().ok());
 }
