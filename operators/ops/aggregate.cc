@@ -169,85 +169,61 @@ const char* FnName(AggFn fn) {
   return "?";
 }
 
-class AggregateOperator : public Operator {
+class AggregateOperator : public KeyedFold<AggregateOperator> {
  public:
   explicit AggregateOperator(const NodeSpec& spec)
-      : key_fields_(KeyFieldsOf(spec)),
-        final_(spec.emit == EmitMode::kFinal),
-        items_(BuildItems(spec, nullptr)) {
+      : KeyedFold(spec, "aggregate"), items_(BuildItems(spec, nullptr)) {
     for (const auto& item : items_) slots_ += SlotCount(item.fn);
-  }
-
-  Status Open(NodeContext& ctx) override {
-    ctx_ = &ctx;
-    changed_ = ChangedKeys();
-    return Status::Ok();
-  }
-
-  Status Process(int port, RecordBatch& in, Emitter& out) override {
-    KeyedState& state = *ctx_->state;
-    Status st;
     values_.resize(items_.size());
-    keys_.Encode(in, key_fields_);  // to prefetch ahead (see BatchKeys)
-    keys_.PrefetchStart(state);
-    for (size_t r = 0; r < in.size(); ++r) {
-      const Record& rec = in[r];
-      keys_.Prefetch(state, r);
-      if (!keys_.has(r)) {
-        // Reports the missing key field through on_error.
-        if (!ExtractKey(rec, key_fields_, "aggregate", ctx_->errors, &key_, &st) && !st.ok()) {
-          return st;
-        }
-        continue;
+  }
+
+  Status Fold(const Record& rec, std::string_view key, KeyedState& state, bool* changed) {
+    // Check every value before touching the state, so a bad record changes nothing.
+    for (size_t i = 0; i < items_.size(); ++i) {
+      const AggItem& item = items_[i];
+      const Value* v = item.field.empty() ? nullptr : rec.Get(item.field);
+      values_[i] = (v == nullptr || v->is_null()) ? nullptr : v;
+      if (values_[i] == nullptr) continue;
+      bool numeric = item.fn == AggFn::kSum || item.fn == AggFn::kAvg;
+      bool ok = numeric ? v->is_number()
+                        : (item.fn == AggFn::kCount || v->is_number() || v->is_string());
+      if (!ok) {
+        return ctx_->errors->OnRecordError(
+            rec, std::string("aggregate: ") + FnName(item.fn) + "(" + item.field + "): " +
+                     v->ToJson() + " is not a " + (numeric ? "number" : "number or string"));
       }
-      const std::string_view key = keys_.key(r);
-      // Check every value before touching the state, so a bad record changes nothing.
-      std::string error;
-      for (size_t i = 0; i < items_.size(); ++i) {
-        const AggItem& item = items_[i];
-        const Value* v = item.field.empty() ? nullptr : rec.Get(item.field);
-        values_[i] = (v == nullptr || v->is_null()) ? nullptr : v;
-        if (values_[i] == nullptr) continue;
-        bool numeric = item.fn == AggFn::kSum || item.fn == AggFn::kAvg;
-        bool ok = numeric ? v->is_number()
-                          : (item.fn == AggFn::kCount || v->is_number() || v->is_string());
-        if (!ok) {
-          error = std::string("aggregate: ") + FnName(item.fn) + "(" + item.field + "): " +
-                  v->ToJson() + " is not a " + (numeric ? "number" : "number or string");
-          break;
-        }
-      }
-      if (!error.empty()) {
-        ONCEFLOW_RETURN_IF_ERROR(ctx_->errors->OnRecordError(rec, error));
-        continue;
-      }
-      bool inserted = false;
-      StateValue& acc = state.Upsert(key, &inserted);
-      if (inserted || acc.size() != static_cast<size_t>(slots_)) {
-        if (!inserted) {
-          return Status::State("aggregate: the stored state of a key holds " +
-                               std::to_string(acc.size()) + " values, this node needs " +
-                               std::to_string(slots_) +
-                               " (were the aggregates changed? start with --fresh)");
-        }
-        Init(&acc);
-      }
-      for (size_t i = 0; i < items_.size(); ++i) Apply(items_[i], values_[i], &acc);
-      if (!final_) changed_.Note(key);
     }
-    if (!final_) {
-      changed_.Drain([&](std::string_view key) {
-        if (const StateValue* v = state.Find(key)) EmitKey(key, *v, out);
-      });
+    bool inserted = false;
+    StateValue& acc = state.Upsert(key, &inserted);
+    if (inserted || acc.size() != static_cast<size_t>(slots_)) {
+      if (!inserted) {
+        return Status::State("aggregate: the stored state of a key holds " +
+                             std::to_string(acc.size()) + " values, this node needs " +
+                             std::to_string(slots_) +
+                             " (were the aggregates changed? start with --fresh)");
+      }
+      Init(&acc);
     }
+    for (size_t i = 0; i < items_.size(); ++i) Apply(items_[i], values_[i], &acc);
+    *changed = true;
     return Status::Ok();
   }
 
-  Status Finish(Emitter& out) override {
-    if (!final_) return Status::Ok();
-    const KeyedState& state = *ctx_->state;
-    for (std::string_view key : SortedKeys(state)) EmitKey(key, *state.Find(key), out);
-    return Status::Ok();
+  void EmitKey(std::string_view key, const StateValue& acc, Emitter& out) {
+    Record& o = out.batch()->emplace_back();
+    o.mutable_fields().reserve(key_fields_.size() + items_.size());  // one allocation
+    KeyRecord(key, key_fields_, &o);
+    if (acc.size() != static_cast<size_t>(slots_)) return;
+    for (const auto& item : items_) {
+      const Value& a = acc[item.slot];
+      if (item.fn == AggFn::kAvg) {
+        int64_t n = acc[item.slot + 1].as_int();
+        o.Append(item.out, n == 0 || a.is_null() ? Value::Null()
+                                                 : Value::Double(a.ToDouble() / static_cast<double>(n)));
+      } else {
+        o.Append(item.out, a);
+      }
+    }
   }
 
  private:
@@ -290,32 +266,9 @@ class AggregateOperator : public Operator {
     }
   }
 
-  void EmitKey(std::string_view key, const StateValue& acc, Emitter& out) {
-    Record& o = out.batch()->emplace_back();
-    o.mutable_fields().reserve(key_fields_.size() + items_.size());  // one allocation
-    KeyRecord(key, key_fields_, &o);
-    if (acc.size() != static_cast<size_t>(slots_)) return;
-    for (const auto& item : items_) {
-      const Value& a = acc[item.slot];
-      if (item.fn == AggFn::kAvg) {
-        int64_t n = acc[item.slot + 1].as_int();
-        o.Append(item.out, n == 0 || a.is_null() ? Value::Null()
-                                                 : Value::Double(a.ToDouble() / static_cast<double>(n)));
-      } else {
-        o.Append(item.out, a);
-      }
-    }
-  }
-
-  std::vector<std::string> key_fields_;
-  bool final_;
   std::vector<AggItem> items_;
   int slots_ = 0;
-  NodeContext* ctx_ = nullptr;
-  std::string key_;
-  BatchKeys keys_;
-  std::vector<const Value*> values_;
-  ChangedKeys changed_;
+  std::vector<const Value*> values_;  // per item: the record's value, or null
 };
 
 }  // namespace

@@ -16,69 +16,27 @@ namespace onceflow::ops {
 
 namespace {
 
-class CountOperator : public Operator {
+class CountOperator : public KeyedFold<CountOperator> {
  public:
-  explicit CountOperator(const NodeSpec& spec)
-      : key_fields_(KeyFieldsOf(spec)), final_(spec.emit == EmitMode::kFinal) {}
+  explicit CountOperator(const NodeSpec& spec) : KeyedFold(spec, "count") {}
 
-  Status Open(NodeContext& ctx) override {
-    ctx_ = &ctx;
-    changed_ = ChangedKeys();
-    return Status::Ok();
-  }
-
-  Status Process(int port, RecordBatch& in, Emitter& out) override {
-    KeyedState& state = *ctx_->state;
-    Status st;
-    keys_.Encode(in, key_fields_);  // to prefetch ahead (see BatchKeys)
-    keys_.PrefetchStart(state);
-    for (size_t i = 0; i < in.size(); ++i) {
-      keys_.Prefetch(state, i);
-      if (!keys_.has(i)) {
-        // Reports the missing key field through on_error.
-        if (!ExtractKey(in[i], key_fields_, "count", ctx_->errors, &key_, &st) && !st.ok()) {
-          return st;
-        }
-        continue;
-      }
-      std::string_view key = keys_.key(i);
-      StateValue& v = state.Upsert(key);
-      if (v.empty()) {
-        v.push_back(Value::Int(1));
-      } else {
-        v[0].SetInt(v[0].as_int() + 1);
-      }
-      if (!final_) changed_.Note(key);
+  Status Fold(const Record& rec, std::string_view key, KeyedState& state, bool* changed) {
+    StateValue& v = state.Upsert(key);
+    if (v.empty()) {
+      v.push_back(Value::Int(1));
+    } else {
+      v[0].SetInt(v[0].as_int() + 1);
     }
-    if (!final_) {
-      changed_.Drain([&](std::string_view key) {
-        if (const StateValue* v = state.Find(key)) EmitKey(key, *v, out);
-      });
-    }
+    *changed = true;
     return Status::Ok();
   }
 
-  Status Finish(Emitter& out) override {
-    if (!final_) return Status::Ok();
-    const KeyedState& state = *ctx_->state;
-    for (std::string_view key : SortedKeys(state)) EmitKey(key, *state.Find(key), out);
-    return Status::Ok();
-  }
-
- private:
   void EmitKey(std::string_view key, const StateValue& v, Emitter& out) {
     Record& o = out.batch()->emplace_back();
     o.mutable_fields().reserve(key_fields_.size() + 1);  // one allocation, exact size
     KeyRecord(key, key_fields_, &o);
     o.Append("count", Value::Int(v.empty() ? 0 : v[0].as_int()));
   }
-
-  std::vector<std::string> key_fields_;
-  bool final_;
-  NodeContext* ctx_ = nullptr;
-  std::string key_;
-  BatchKeys keys_;
-  ChangedKeys changed_;
 };
 
 }  // namespace

@@ -151,4 +151,71 @@ inline bool KeyRecord(std::string_view key, const std::vector<std::string>& fiel
   return DecodeKey(key, fields, out);
 }
 
+// The skeleton shared by the keyed folds (count, aggregate): per batch, encode the keys and
+// prefetch their state ahead, report records without a key through on_error, fold each
+// record into its key's state, then emit as `emit:` says (see the top of this file).
+// Derived (CRTP, so the per-record call is not virtual) provides
+//   Status Fold(const Record& rec, std::string_view key, KeyedState& state, bool* changed);
+//     folds rec into key's state and sets *changed, or reports a data error itself
+//   void EmitKey(std::string_view key, const StateValue& value, Emitter& out);
+template <typename Derived>
+class KeyedFold : public Operator {
+ public:
+  KeyedFold(const NodeSpec& spec, const char* op_name)
+      : key_fields_(KeyFieldsOf(spec)), final_(spec.emit == EmitMode::kFinal), op_name_(op_name) {}
+
+  Status Open(NodeContext& ctx) override {
+    ctx_ = &ctx;
+    changed_ = ChangedKeys();
+    return Status::Ok();
+  }
+
+  Status Process(int port, RecordBatch& in, Emitter& out) override {
+    KeyedState& state = *ctx_->state;
+    Derived& self = static_cast<Derived&>(*this);
+    Status st;
+    keys_.Encode(in, key_fields_);  // to prefetch ahead (see BatchKeys)
+    keys_.PrefetchStart(state);
+    for (size_t i = 0; i < in.size(); ++i) {
+      keys_.Prefetch(state, i);
+      if (!keys_.has(i)) {
+        // Reports the missing key field through on_error.
+        if (!ExtractKey(in[i], key_fields_, op_name_, ctx_->errors, &key_, &st) && !st.ok()) {
+          return st;
+        }
+        continue;
+      }
+      const std::string_view key = keys_.key(i);
+      bool changed = false;
+      ONCEFLOW_RETURN_IF_ERROR(self.Fold(in[i], key, state, &changed));
+      if (changed && !final_) changed_.Note(key);
+    }
+    if (!final_) {
+      changed_.Drain([&](std::string_view key) {
+        if (const StateValue* v = state.Find(key)) self.EmitKey(key, *v, out);
+      });
+    }
+    return Status::Ok();
+  }
+
+  Status Finish(Emitter& out) override {
+    if (!final_) return Status::Ok();
+    const KeyedState& state = *ctx_->state;
+    Derived& self = static_cast<Derived&>(*this);
+    for (std::string_view key : SortedKeys(state)) self.EmitKey(key, *state.Find(key), out);
+    return Status::Ok();
+  }
+
+ protected:
+  const std::vector<std::string> key_fields_;
+  const bool final_;
+  NodeContext* ctx_ = nullptr;
+
+ private:
+  const char* op_name_;
+  std::string key_;
+  BatchKeys keys_;
+  ChangedKeys changed_;
+};
+
 }  // namespace onceflow::ops
