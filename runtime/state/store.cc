@@ -1,0 +1,1179 @@
+// StateStore: the on-disk format of onceflow's state file, and the rules for what a crash
+// at any point leaves behind.
+//
+// FILE
+//   An SQLite 3 database, PRAGMA application_id = 0x4F4E4346 ("ONCF"), PRAGMA user_version
+//   = schema version (1). Created with mode 0600 by this code (open(O_CREAT|O_EXCL, 0600),
+//   umask-independent) before SQLite opens it. Journal mode WAL. A file that does not start
+//   with "SQLite format 3\0", whose header promises more pages than the file holds, whose
+//   application_id is not ours, or whose user_version is newer than this build is refused
+//   (Status::State) from its raw header bytes, before SQLite opens it; a file whose meta
+//   names another pipeline is refused after reading meta and before any write (and the
+//   connection of a refused file skips the WAL checkpoint on close), so a refused file is
+//   never modified. The only file accepted without the header is an empty
+//   one (0 bytes): what a crash right after creating the file leaves; it is initialised.
+//
+// TABLES (schema version 1)
+//   meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) — one row per setting:
+//     format        "onceflow-state": the application marker (besides application_id).
+//     pipeline      the pipeline name this file belongs to (one file, one pipeline).
+//     fingerprint   the pipeline's topology fingerprint, written by the run ("" until then).
+//     lineage       32 hex digits, random 128 bits made at creation and on --fresh; sinks key
+//                   their epoch markers by (lineage, node, epoch) so a fresh start or
+//                   another pipeline never collides with an old marker.
+//     last_id       high-water mark of checkpoint ids; never decreases (ids never reused,
+//                   even after Delete or Fresh), so a replayed epoch is never mistaken for
+//                   an applied one.
+//     head          id of the newest complete checkpoint of the current line of history
+//                   (0 = none): what `latest` resumes from.
+//     line_start    the checkpoint the current line continues from (StartLine; 0 = the
+//                   beginning). Informational: the head already says where to resume.
+//     created_ms    unix ms when the file was created.
+//   checkpoints(id INTEGER PRIMARY KEY, kind TEXT, status TEXT, created INTEGER,
+//               events INTEGER, bytes INTEGER, duration_ms INTEGER, alignment_ms INTEGER,
+//               parent INTEGER NULL)
+//     kind checkpoint|savepoint|final; status pending|completed|stopped (stopped: final
+//     only); created unix ms at BeginCheckpoint; events = source events covered; bytes =
+//     key + value + staged-row bytes it wrote; parent = the previous checkpoint of its line
+//     (NULL = the first of its line). A pending row is a checkpoint that began but never
+//     committed: ignored by every reader and deleted by the next writable Open.
+//   state(node TEXT, key BLOB, version INTEGER, value BLOB NULL,
+//         PRIMARY KEY(node, key, version)) WITHOUT ROWID
+//     Keyed state per node (never per instance, so parallelism may change between runs).
+//     key = key.h's EncodeKey bytes; version = id of the checkpoint that wrote the row;
+//     value = EncodeStateValue bytes, NULL = tombstone (the key was erased). The state at
+//     checkpoint C: for each (node, key), the row with the greatest version in line(C) = {C,
+//     parent(C), parent(parent(C)), ...}, unless it is a tombstone. Index state_by_version
+//     (version) serves Delete and Prune.
+//   source_offsets(checkpoint, node, instance, name, offset, count) — each source
+//     instance's resume position at that checkpoint (complete per checkpoint).
+//   sink_commits(checkpoint, node, instance, path, length, epoch) — each sink instance's
+//     pre-commit at the barrier (a file sink's fsynced length of `path`).
+//   sink_staging(checkpoint, node, seq, row BLOB) — rows an `sqlite` sink staged for epoch
+//     `checkpoint`; the sink deletes them after applying them durably to its database.
+//
+// WRITES AND CRASHES
+//   Every change is one SQLite transaction; a crash (or power cut) at any point leaves each
+//   transaction either wholly there or wholly absent:
+//   - Creation: the schema, application_id and user_version are written in one
+//     transaction in rollback-journal mode, and only then is the file switched to WAL. A
+//     crash before that commit leaves an empty file (or a hot journal SQLite rolls back to
+//     empty): the next Open initialises it. A crash after it leaves a valid v1 file.
+//   - BeginCheckpoint bumps last_id and inserts the pending row in one NORMAL transaction.
+//     If a power cut loses it, that id may be handed out again — harmless, nothing durable
+//     referred to it (a later FULL commit makes every earlier WAL frame durable too).
+//   - CheckpointWriter::Commit writes state, offsets, sink commits and staged rows, marks
+//     the row complete and moves the head, in one transaction committed with
+//     synchronous=FULL: the completion record is never lost once Commit returned ok. A
+//     crash before that leaves the previous checkpoint the latest complete one and a
+//     pending row (cleaned up on the next writable Open).
+//   - Delete/Prune move rows to children and delete in one transaction each (NORMAL: a
+//     delete lost to a power cut only brings a deletable checkpoint back).
+//   - Fresh and StartLine commit with FULL: a run must not start writing its sinks on the
+//     strength of a "continues from" that a power cut could take back.
+//
+// SYNCHRONOUS
+//   The connection runs with synchronous=NORMAL (in WAL mode: the WAL is fsynced at each
+//   checkpoint of it, not at each commit — a power cut may lose the last commits but never
+//   corrupts). Commits that others act on (a checkpoint's completion record, Fresh,
+//   StartLine) switch to FULL for that one transaction (fsync of the WAL at commit), as the
+//   ARCHITECTURE requires of the completion record. The pragma is switched between
+//   transactions on the same connection, never inside one.
+//
+// WAL POLICY
+//   wal_autocheckpoint stays at 1000 pages (copies the WAL into the file when it passes
+//   ~4 MB at a commit); journal_size_limit = 64 MB truncates a WAL that a burst made big
+//   once it is reset; and every kTruncateEvery completed checkpoints (and on close) a
+//   wal_checkpoint(TRUNCATE) empties the WAL. A TRUNCATE that finds a reader is skipped
+//   (busy) and retried at the next round, so a long `checkpoints list` cannot stall a run.
+#include "runtime/state/store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "runtime/core/key.h"
+
+namespace onceflow {
+namespace {
+
+constexpr char kFormatMarker[] = "onceflow-state";
+constexpr int kTruncateEvery = 16;
+constexpr uint8_t kStateValueVersion = 1;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string NewLineageId() {
+  unsigned char b[16];
+  size_t got = 0;
+  while (got < sizeof(b)) {
+    ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got < sizeof(b)) {  // no entropy source: fall back to time and pid, still unique enough
+    uint64_t t = static_cast<uint64_t>(NowMs()), p = static_cast<uint64_t>(getpid());
+    std::memcpy(b, &t, 8);
+    std::memcpy(b + 8, &p, 8);
+  }
+  static const char kHex[] = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : b) {
+    s.push_back(kHex[c >> 4]);
+    s.push_back(kHex[c & 15]);
+  }
+  return s;
+}
+
+// A prepared statement with bound values only; finalised on scope exit.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &st_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(st_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  bool ok() const { return rc_ == SQLITE_OK || rc_ == SQLITE_ROW || rc_ == SQLITE_DONE; }
+  std::string error() const { return sqlite3_errmsg(db_); }
+  Stmt& Bind(int i, int64_t v) {
+    if (st_) sqlite3_bind_int64(st_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, std::string_view text) {
+    if (st_)
+      sqlite3_bind_text(st_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindBlob(int i, std::string_view b) {
+    // A zero-length blob must stay a blob, not NULL (NULL is a tombstone).
+    if (st_)
+      sqlite3_bind_blob(st_, i, b.empty() ? "" : b.data(), static_cast<int>(b.size()),
+                        SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindNull(int i) {
+    if (st_) sqlite3_bind_null(st_, i);
+    return *this;
+  }
+  // Returns SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() {
+    if (!st_) return rc_;
+    rc_ = sqlite3_step(st_);
+    return rc_;
+  }
+  void Reset() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+    rc_ = SQLITE_OK;
+  }
+  int64_t Int(int c) const { return sqlite3_column_int64(st_, c); }
+  bool IsNull(int c) const { return sqlite3_column_type(st_, c) == SQLITE_NULL; }
+  std::string_view Blob(int c) const {
+    const void* p = sqlite3_column_blob(st_, c);
+    int n = sqlite3_column_bytes(st_, c);
+    return p ? std::string_view(static_cast<const char*>(p), static_cast<size_t>(n))
+             : std::string_view();
+  }
+  std::string Text(int c) const {
+    const unsigned char* p = sqlite3_column_text(st_, c);
+    int n = sqlite3_column_bytes(st_, c);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n)) : "";
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* st_ = nullptr;
+  int rc_ = SQLITE_OK;
+};
+
+const char* const kSchemaV1[] = {
+    "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL)",
+    "CREATE TABLE checkpoints(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,"
+    " created INTEGER NOT NULL, events INTEGER NOT NULL DEFAULT 0,"
+    " bytes INTEGER NOT NULL DEFAULT 0, duration_ms INTEGER NOT NULL DEFAULT 0,"
+    " alignment_ms INTEGER NOT NULL DEFAULT 0, parent INTEGER)",
+    "CREATE INDEX checkpoints_by_parent ON checkpoints(parent)",
+    "CREATE TABLE state(node TEXT NOT NULL, key BLOB NOT NULL, version INTEGER NOT NULL,"
+    " value BLOB, PRIMARY KEY(node, key, version)) WITHOUT ROWID",
+    "CREATE INDEX state_by_version ON state(version)",
+    "CREATE TABLE source_offsets(checkpoint INTEGER NOT NULL, node TEXT NOT NULL,"
+    " instance INTEGER NOT NULL, name TEXT NOT NULL, offset INTEGER NOT NULL,"
+    " count INTEGER NOT NULL, PRIMARY KEY(checkpoint, node, instance, name))",
+    "CREATE TABLE sink_commits(checkpoint INTEGER NOT NULL, node TEXT NOT NULL,"
+    " instance INTEGER NOT NULL, path TEXT NOT NULL, length INTEGER NOT NULL,"
+    " epoch INTEGER NOT NULL, PRIMARY KEY(checkpoint, node, instance, path))",
+    "CREATE TABLE sink_staging(checkpoint INTEGER NOT NULL, node TEXT NOT NULL,"
+    " seq INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY(checkpoint, node, seq))",
+};
+
+Status SqlError(const std::string& path, const std::string& what, sqlite3* db) {
+  return Status::State("state file " + path + ": " + what + ": " +
+                       (db ? sqlite3_errmsg(db) : "cannot allocate"));
+}
+
+Status ExecOn(sqlite3* db, const std::string& path, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string m = err ? err : sqlite3_errmsg(db);
+    sqlite3_free(err);
+    return Status::State("state file " + path + ": " + sql + ": " + m);
+  }
+  return Status::Ok();
+}
+
+// Brings the schema from `from` to StateStore::kSchemaVersion, inside the caller's
+// transaction. Each step is one case; later versions add `case 1:` and so on.
+Status Migrate(sqlite3* db, const std::string& path, int from) {
+  switch (from) {
+    case 0:
+      for (const char* sql : kSchemaV1) ONCEFLOW_RETURN_IF_ERROR(ExecOn(db, path, sql));
+      [[fallthrough]];
+    default:
+      break;
+  }
+  std::string pragmas = "PRAGMA application_id=" + std::to_string(StateStore::kApplicationId) +
+                        "; PRAGMA user_version=" + std::to_string(StateStore::kSchemaVersion);
+  return ExecOn(db, path, pragmas.c_str());
+}
+
+uint32_t Be32(const unsigned char* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// Checks the raw header bytes without SQLite: refuses non-SQLite and truncated files.
+// *empty = the file has 0 bytes (created but never initialised).
+Status InspectHeader(const std::string& path, bool* empty, int64_t* version) {
+  *empty = false;
+  *version = 0;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::State("state file " + path + ": cannot open: " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return Status::State("state file " + path + ": not a regular file");
+  }
+  if (st.st_size == 0) {
+    close(fd);
+    *empty = true;
+    return Status::Ok();
+  }
+  unsigned char h[100];
+  ssize_t n = pread(fd, h, sizeof(h), 0);
+  close(fd);
+  if (n < static_cast<ssize_t>(sizeof(h)) || std::memcmp(h, "SQLite format 3", 16) != 0) {
+    return Status::State("state file " + path +
+                         ": not an onceflow state file (not an SQLite database)");
+  }
+  uint32_t page_size = (uint32_t{h[16]} << 8) | h[17];
+  if (page_size == 1) page_size = 65536;
+  if (page_size < 512 || (page_size & (page_size - 1)) != 0) {
+    return Status::State("state file " + path + ": corrupt SQLite header (page size)");
+  }
+  // The in-header page count is valid when the change counter (24) equals the
+  // version-valid-for number (92). A file shorter than it promises was truncated.
+  uint32_t pages = Be32(h + 28);
+  if (Be32(h + 24) == Be32(h + 92) && pages != 0 &&
+      static_cast<uint64_t>(st.st_size) < static_cast<uint64_t>(pages) * page_size) {
+    return Status::State("state file " + path + ": truncated (header says " +
+                         std::to_string(static_cast<uint64_t>(pages) * page_size) +
+                         " bytes, the file has " + std::to_string(st.st_size) + ")");
+  }
+  // application_id (offset 68) and user_version (offset 60) are read from the raw header,
+  // not through SQLite: a foreign or newer file is refused before SQLite opens it (SQLite
+  // could otherwise roll back a hot journal or recover a WAL: a write). Both are written
+  // by the creating transaction before the file switches to WAL, so the main file's
+  // header always holds them; a migration ends with a WAL checkpoint for the same reason.
+  int32_t app = static_cast<int32_t>(Be32(h + 68));
+  if (app != StateStore::kApplicationId) {
+    return Status::State("state file " + path +
+                         ": not an onceflow state file (an SQLite database of another "
+                         "application: application_id " +
+                         std::to_string(app) + ")");
+  }
+  *version = static_cast<int32_t>(Be32(h + 60));
+  if (*version > StateStore::kSchemaVersion) {
+    return Status::State("state file " + path + ": written by a newer onceflow: schema " +
+                         std::to_string(*version) + ", this build reads up to " +
+                         std::to_string(StateStore::kSchemaVersion));
+  }
+  if (*version < 1) {
+    return Status::State("state file " + path + ": onceflow marker without a schema (version " +
+                         std::to_string(*version) + ")");
+  }
+  return Status::Ok();
+}
+
+Status ReadMetaOn(sqlite3* db, const std::string& path, const std::string& k, std::string* v,
+                  bool* found) {
+  Stmt s(db, "SELECT v FROM meta WHERE k=?1");
+  s.Bind(1, k);
+  int rc = s.Step();
+  if (rc == SQLITE_ROW) {
+    *v = s.Text(0);
+    *found = true;
+    return Status::Ok();
+  }
+  if (rc == SQLITE_DONE) {
+    *found = false;
+    return Status::Ok();
+  }
+  return SqlError(path, "reading meta", db);
+}
+
+// Checks, on an open connection and before any write, that the file is an onceflow state
+// file of `pipeline` whose tables are readable.
+Status CheckMeta(sqlite3* db, const std::string& path, const std::string& pipeline) {
+  std::string v;
+  bool found = false;
+  Status st = ReadMetaOn(db, path, "format", &v, &found);
+  if (!st.ok() || !found || v != kFormatMarker) {
+    return Status::State("state file " + path + ": not an onceflow state file (no format marker" +
+                         (st.ok() ? std::string(")") : "; " + st.message() + ")"));
+  }
+  ONCEFLOW_RETURN_IF_ERROR(ReadMetaOn(db, path, "pipeline", &v, &found));
+  if (!found) return Status::State("state file " + path + ": no pipeline name recorded");
+  if (!pipeline.empty() && v != pipeline) {
+    return Status::State("state file " + path + " belongs to pipeline '" + v + "', not '" +
+                         pipeline + "'");
+  }
+  // Reading a whole table proves the pages behind the header are readable too.
+  Stmt q(db, "SELECT count(*), coalesce(max(id), 0) FROM checkpoints");
+  if (q.Step() != SQLITE_ROW) return SqlError(path, "corrupt", db);
+  return Status::Ok();
+}
+
+void FsyncDir(const std::string& path) {
+  std::string dir = ".";
+  size_t slash = path.rfind('/');
+  if (slash != std::string::npos) dir = slash == 0 ? "/" : path.substr(0, slash);
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+const char* StatusSql(CheckpointStatus s) { return CheckpointStatusName(s); }
+
+bool ParseKind(const std::string& s, CheckpointKind* k) {
+  if (s == "checkpoint")
+    *k = CheckpointKind::kCheckpoint;
+  else if (s == "savepoint")
+    *k = CheckpointKind::kSavepoint;
+  else if (s == "final")
+    *k = CheckpointKind::kFinal;
+  else
+    return false;
+  return true;
+}
+bool ParseStatus(const std::string& s, CheckpointStatus* st) {
+  if (s == "pending")
+    *st = CheckpointStatus::kPending;
+  else if (s == "completed")
+    *st = CheckpointStatus::kCompleted;
+  else if (s == "stopped")
+    *st = CheckpointStatus::kStopped;
+  else
+    return false;
+  return true;
+}
+
+constexpr char kInfoColumns[] =
+    "id, kind, status, created, events, bytes, duration_ms, alignment_ms, coalesce(parent, 0)";
+
+CheckpointInfo InfoFrom(const Stmt& s) {
+  CheckpointInfo i;
+  i.id = s.Int(0);
+  ParseKind(s.Text(1), &i.kind);
+  ParseStatus(s.Text(2), &i.status);
+  i.created_ms = s.Int(3);
+  i.events = s.Int(4);
+  i.bytes = s.Int(5);
+  i.duration_ms = s.Int(6);
+  i.alignment_ms = s.Int(7);
+  i.parent = s.Int(8);
+  return i;
+}
+
+}  // namespace
+
+const char* CheckpointKindName(CheckpointKind k) {
+  switch (k) {
+    case CheckpointKind::kCheckpoint:
+      return "checkpoint";
+    case CheckpointKind::kSavepoint:
+      return "savepoint";
+    case CheckpointKind::kFinal:
+      return "final";
+  }
+  return "checkpoint";
+}
+
+const char* CheckpointStatusName(CheckpointStatus s) {
+  switch (s) {
+    case CheckpointStatus::kPending:
+      return "pending";
+    case CheckpointStatus::kCompleted:
+      return "completed";
+    case CheckpointStatus::kStopped:
+      return "stopped";
+  }
+  return "pending";
+}
+
+// ---- state value encoding ----
+
+void EncodeStateValue(const StateValue& value, std::string* out) {
+  out->push_back(static_cast<char>(kStateValueVersion));
+  uint64_t n = value.size();
+  do {  // LEB128 count
+    uint8_t b = n & 0x7f;
+    n >>= 7;
+    out->push_back(static_cast<char>(n ? (b | 0x80) : b));
+  } while (n);
+  for (const Value& v : value) EncodeValue(v, out);
+}
+
+bool DecodeStateValue(std::string_view bytes, StateValue* value) {
+  value->clear();
+  if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kStateValueVersion) return false;
+  bytes.remove_prefix(1);
+  uint64_t n = 0;
+  int shift = 0;
+  while (true) {
+    if (bytes.empty() || shift > 56) return false;
+    uint8_t b = static_cast<uint8_t>(bytes[0]);
+    bytes.remove_prefix(1);
+    n |= uint64_t{b & 0x7fu} << shift;
+    if (!(b & 0x80)) break;
+    shift += 7;
+  }
+  if (n > bytes.size()) return false;  // every value takes at least one byte
+  for (uint64_t i = 0; i < n; ++i) {
+    Value v;
+    if (!DecodeValue(&bytes, &v)) return false;
+    value->push_back(std::move(v));
+  }
+  return bytes.empty();
+}
+
+// ---- CheckpointWriter ----
+
+void CheckpointWriter::PutState(std::string_view node, std::string_view key,
+                                const std::string* value) {
+  StateChange c;
+  c.node.assign(node);
+  c.key.assign(key);
+  if (value) c.value = *value;
+  c.tombstone = value == nullptr;
+  state_.push_back(std::move(c));
+}
+
+void CheckpointWriter::PutStateValue(std::string_view node, std::string_view key,
+                                     const StateValue* value) {
+  if (!value) return PutState(node, key, nullptr);
+  std::string enc;
+  EncodeStateValue(*value, &enc);
+  PutState(node, key, &enc);
+}
+
+void CheckpointWriter::AddStagedRow(std::string_view node, int64_t seq, std::string row) {
+  staged_.push_back(StagedRow{std::string(node), seq, std::move(row)});
+}
+
+void CheckpointWriter::SetStats(int64_t events, int64_t duration_ms, int64_t alignment_ms) {
+  events_ = events;
+  duration_ms_ = duration_ms;
+  alignment_ms_ = alignment_ms;
+}
+
+Status CheckpointWriter::Commit(CheckpointStatus status) {
+  if (committed_) return Status::State("checkpoint " + std::to_string(id_) + " already committed");
+  if (status == CheckpointStatus::kPending ||
+      (status == CheckpointStatus::kStopped && kind_ != CheckpointKind::kFinal)) {
+    return Status::Invalid(std::string("checkpoint ") + std::to_string(id_) +
+                           ": cannot commit with status " + CheckpointStatusName(status));
+  }
+  Status st = store_->CommitWriter(this, status);
+  if (st.ok()) committed_ = true;
+  return st;
+}
+
+// ---- StateStore ----
+
+Status StateStore::Open(const std::string& path, const std::string& pipeline_name, OpenMode mode,
+                        std::unique_ptr<StateStore>* store) {
+  store->reset();
+  std::unique_ptr<StateStore> s(new StateStore());
+  s->path_ = path;
+  s->read_only_ = mode.read_only;
+
+  // The lock comes first for a writer: nobody else may change the file between our
+  // inspection and our writes.
+  if (!mode.read_only) ONCEFLOW_RETURN_IF_ERROR(s->lock_.Acquire(path + ".lock", path));
+
+  bool create = false;
+  int64_t version = 0;
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) {
+      return Status::State("state file " + path + ": " + std::strerror(errno));
+    }
+    if (mode.read_only || !mode.create_if_missing) {
+      return Status::State("state file " + path + " does not exist");
+    }
+    // Create it ourselves so its mode is 0600 whatever the umask (SQLite would use 0644
+    // minus umask); fchmod because O_CREAT's mode is itself filtered by the umask.
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return Status::State("state file " + path + ": cannot create: " + std::strerror(errno));
+    }
+    int rc = fchmod(fd, 0600);
+    close(fd);
+    if (rc != 0) return Status::State("state file " + path + ": cannot chmod 0600");
+    create = true;
+  } else {
+    bool empty = false;
+    ONCEFLOW_RETURN_IF_ERROR(InspectHeader(path, &empty, &version));
+    if (empty) {
+      if (mode.read_only) return Status::State("state file " + path + " is empty");
+      create = true;  // a crash right after creation: initialise it
+    }
+  }
+  if (!create && version < kSchemaVersion && mode.read_only) {
+    return Status::State("state file " + path + ": schema " + std::to_string(version) +
+                         " needs a migration; open it with a run first");
+  }
+
+  int flags = mode.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+  if (sqlite3_open_v2(path.c_str(), &s->db_, flags | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+    return SqlError(path, "cannot open", s->db_);
+  }
+  sqlite3_busy_timeout(s->db_, 5000);
+  sqlite3_extended_result_codes(s->db_, 1);
+  // Still before any write: a state file of another pipeline is refused untouched.
+  if (!create) ONCEFLOW_RETURN_IF_ERROR(CheckMeta(s->db_, path, pipeline_name));
+
+  if (create) {
+    // Schema first, in rollback-journal mode and one transaction, then WAL: a crash in
+    // between leaves either an empty file or a complete v1 file (see the header).
+    ONCEFLOW_RETURN_IF_ERROR(s->Exec("PRAGMA synchronous=FULL"));
+    ONCEFLOW_RETURN_IF_ERROR(s->Exec("BEGIN IMMEDIATE"));
+    Status m = Migrate(s->db_, path, 0);
+    auto put = [&](const char* k, const std::string& v) {
+      Stmt q(s->db_, "INSERT INTO meta(k, v) VALUES(?1, ?2)");
+      q.Bind(1, k).Bind(2, v);
+      return q.Step() == SQLITE_DONE ? Status::Ok() : SqlError(path, "writing meta", s->db_);
+    };
+    if (m.ok()) m = put("format", kFormatMarker);
+    if (m.ok()) m = put("pipeline", pipeline_name);
+    if (m.ok()) m = put("fingerprint", "");
+    if (m.ok()) m = put("lineage", NewLineageId());
+    if (m.ok()) m = put("last_id", "0");
+    if (m.ok()) m = put("head", "0");
+    if (m.ok()) m = put("line_start", "0");
+    if (m.ok()) m = put("created_ms", std::to_string(NowMs()));
+    if (!m.ok()) {
+      s->Exec("ROLLBACK");
+      return m;
+    }
+    ONCEFLOW_RETURN_IF_ERROR(s->Exec("COMMIT"));
+    FsyncDir(path);  // the new directory entry survives a power cut too
+  } else if (!mode.read_only && version < kSchemaVersion) {
+    ONCEFLOW_RETURN_IF_ERROR(
+        s->WithTransaction(true, [&] { return Migrate(s->db_, path, static_cast<int>(version)); }));
+    // Copy the new header into the main file now (see InspectHeader).
+    sqlite3_wal_checkpoint_v2(s->db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  }
+
+  if (!mode.read_only) {
+    ONCEFLOW_RETURN_IF_ERROR(s->Exec("PRAGMA journal_mode=WAL"));
+    ONCEFLOW_RETURN_IF_ERROR(s->Exec("PRAGMA synchronous=NORMAL"));
+    ONCEFLOW_RETURN_IF_ERROR(s->Exec("PRAGMA wal_autocheckpoint=1000"));
+    ONCEFLOW_RETURN_IF_ERROR(s->Exec("PRAGMA journal_size_limit=67108864"));
+    // Checkpoints that began but never committed (a crash mid-checkpoint) are dropped; their
+    // ids stay used (last_id is not lowered).
+    ONCEFLOW_RETURN_IF_ERROR(s->WithTransaction(false, [&] {
+      const char* const kCleanup[] = {
+          "DELETE FROM state WHERE version IN (SELECT id FROM checkpoints WHERE status='pending')",
+          "DELETE FROM source_offsets WHERE checkpoint IN"
+          " (SELECT id FROM checkpoints WHERE status='pending')",
+          "DELETE FROM sink_commits WHERE checkpoint IN"
+          " (SELECT id FROM checkpoints WHERE status='pending')",
+          "DELETE FROM sink_staging WHERE checkpoint IN"
+          " (SELECT id FROM checkpoints WHERE status='pending')",
+          "DELETE FROM checkpoints WHERE status='pending'",
+      };
+      for (const char* sql : kCleanup) ONCEFLOW_RETURN_IF_ERROR(s->Exec(sql));
+      return Status::Ok();
+    }));
+  }
+
+  std::string v;
+  bool found = false;
+  ONCEFLOW_RETURN_IF_ERROR(s->GetMeta("pipeline", &v, &found));
+  s->pipeline_ = v;
+  ONCEFLOW_RETURN_IF_ERROR(s->GetMeta("lineage", &v, &found));
+  s->lineage_ = v;
+  s->opened_ = true;
+  *store = std::move(s);
+  return Status::Ok();
+}
+
+StateStore::~StateStore() {
+  if (db_) {
+    // Only a store that opened fully may write on close: a refused file stays untouched.
+    if (!read_only_ && opened_) {
+      // Leave an empty WAL behind (best effort: skipped when a reader is active).
+      sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+    }
+    sqlite3_close_v2(db_);
+  }
+  lock_.Release();  // after SQLite closed: nobody may write while we still might
+}
+
+Status StateStore::Exec(const char* sql) { return ExecOn(db_, path_, sql); }
+
+Status StateStore::Error(const std::string& what) const { return SqlError(path_, what, db_); }
+
+Status StateStore::WithTransaction(bool full_sync, const std::function<Status()>& body) {
+  if (read_only_) return Status::State("state file " + path_ + " is open read-only");
+  // synchronous can only change between transactions; FULL fsyncs the WAL at this COMMIT.
+  if (full_sync) ONCEFLOW_RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
+  Status st = Exec("BEGIN IMMEDIATE");
+  if (st.ok()) {
+    st = body();
+    if (st.ok()) {
+      st = Exec("COMMIT");
+      if (!st.ok()) Exec("ROLLBACK");
+    } else {
+      Exec("ROLLBACK");
+    }
+  }
+  if (full_sync) {
+    Status back = Exec("PRAGMA synchronous=NORMAL");
+    if (st.ok()) st = back;
+  }
+  return st;
+}
+
+Status StateStore::GetMeta(const std::string& key, std::string* value, bool* found) {
+  return ReadMetaOn(db_, path_, key, value, found);
+}
+
+Status StateStore::PutMeta(const std::string& key, const std::string& value) {
+  return WithTransaction(false, [&] {
+    Stmt q(db_, "INSERT INTO meta(k, v) VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET v=excluded.v");
+    q.Bind(1, key).Bind(2, value);
+    return q.Step() == SQLITE_DONE ? Status::Ok() : Error("writing meta " + key);
+  });
+}
+
+namespace {
+Status MetaInt(sqlite3* db, const std::string& path, const char* k, int64_t* v) {
+  std::string s;
+  bool found = false;
+  ONCEFLOW_RETURN_IF_ERROR(ReadMetaOn(db, path, k, &s, &found));
+  if (!found) return Status::State("state file " + path + ": meta '" + k + "' missing");
+  char* end = nullptr;
+  *v = std::strtoll(s.c_str(), &end, 10);
+  if (end == s.c_str() || *end != '\0') {
+    return Status::State("state file " + path + ": meta '" + k + "' is not a number");
+  }
+  return Status::Ok();
+}
+Status SetMetaOn(sqlite3* db, const std::string& path, const char* k, const std::string& v) {
+  Stmt q(db, "INSERT INTO meta(k, v) VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET v=excluded.v");
+  q.Bind(1, k).Bind(2, v);
+  return q.Step() == SQLITE_DONE ? Status::Ok() : SqlError(path, "writing meta", db);
+}
+}  // namespace
+
+Status StateStore::BeginCheckpoint(CheckpointKind kind, int64_t* id) {
+  return WithTransaction(false, [&] {
+    int64_t last = 0, head = 0;
+    ONCEFLOW_RETURN_IF_ERROR(MetaInt(db_, path_, "last_id", &last));
+    ONCEFLOW_RETURN_IF_ERROR(MetaInt(db_, path_, "head", &head));
+    int64_t next = last + 1;
+    ONCEFLOW_RETURN_IF_ERROR(SetMetaOn(db_, path_, "last_id", std::to_string(next)));
+    Stmt q(db_,
+           "INSERT INTO checkpoints(id, kind, status, created, parent) VALUES(?1, ?2, 'pending',"
+           " ?3, ?4)");
+    q.Bind(1, next).Bind(2, CheckpointKindName(kind)).Bind(3, NowMs());
+    if (head > 0)
+      q.Bind(4, head);
+    else
+      q.BindNull(4);
+    if (q.Step() != SQLITE_DONE) return Error("recording checkpoint");
+    *id = next;
+    return Status::Ok();
+  });
+}
+
+Status StateStore::LoadInfo(int64_t id, CheckpointInfo* info, bool* found) {
+  std::string sql = std::string("SELECT ") + kInfoColumns + " FROM checkpoints WHERE id=?1";
+  Stmt q(db_, sql.c_str());
+  q.Bind(1, id);
+  int rc = q.Step();
+  if (rc == SQLITE_ROW) {
+    *info = InfoFrom(q);
+    *found = true;
+    return Status::Ok();
+  }
+  if (rc == SQLITE_DONE) {
+    *found = false;
+    return Status::Ok();
+  }
+  return Error("reading checkpoint");
+}
+
+Status StateStore::NewWriter(int64_t id, std::unique_ptr<CheckpointWriter>* writer) {
+  CheckpointInfo info;
+  bool found = false;
+  ONCEFLOW_RETURN_IF_ERROR(LoadInfo(id, &info, &found));
+  if (!found || info.status != CheckpointStatus::kPending) {
+    return Status::State("state file " + path_ + ": checkpoint " + std::to_string(id) +
+                         " is not pending");
+  }
+  writer->reset(new CheckpointWriter(this, id, info.kind));
+  return Status::Ok();
+}
+
+Status StateStore::CommitWriter(CheckpointWriter* w, CheckpointStatus status) {
+  // Sorted by (node, key): B-tree inserts in order. stable_sort + keep-last makes a
+  // repeated key's last change win.
+  auto& changes = w->state_;
+  std::stable_sort(changes.begin(), changes.end(), [](const auto& a, const auto& b) {
+    return a.node != b.node ? a.node < b.node : a.key < b.key;
+  });
+  Status st = WithTransaction(true, [&] {
+    CheckpointInfo info;
+    bool found = false;
+    ONCEFLOW_RETURN_IF_ERROR(LoadInfo(w->id_, &info, &found));
+    if (!found || info.status != CheckpointStatus::kPending) {
+      return Status::State("state file " + path_ + ": checkpoint " + std::to_string(w->id_) +
+                           " is not pending (deleted, or cleaned up by a later open)");
+    }
+    int64_t bytes = 0;
+    {
+      Stmt ins(db_, "INSERT OR REPLACE INTO state(node, key, version, value) VALUES(?1,?2,?3,?4)");
+      if (!ins.ok()) return Error("preparing state insert");
+      for (size_t i = 0; i < changes.size(); ++i) {
+        const auto& c = changes[i];
+        if (i + 1 < changes.size() && changes[i + 1].node == c.node && changes[i + 1].key == c.key)
+          continue;  // a later change of the same key wins
+        ins.Bind(1, c.node).BindBlob(2, c.key).Bind(3, w->id_);
+        if (c.tombstone)
+          ins.BindNull(4);
+        else
+          ins.BindBlob(4, c.value);
+        if (ins.Step() != SQLITE_DONE) return Error("writing state");
+        ins.Reset();
+        bytes += static_cast<int64_t>(c.key.size() + c.value.size());
+      }
+    }
+    {
+      Stmt ins(db_,
+               "INSERT OR REPLACE INTO source_offsets(checkpoint, node, instance, name, offset,"
+               " count) VALUES(?1,?2,?3,?4,?5,?6)");
+      for (const auto& o : w->sources_) {
+        ins.Bind(1, w->id_).Bind(2, o.node).Bind(3, o.instance).Bind(4, o.name);
+        ins.Bind(5, o.offset).Bind(6, o.count);
+        if (ins.Step() != SQLITE_DONE) return Error("writing source offsets");
+        ins.Reset();
+      }
+    }
+    {
+      Stmt ins(db_,
+               "INSERT OR REPLACE INTO sink_commits(checkpoint, node, instance, path, length,"
+               " epoch) VALUES(?1,?2,?3,?4,?5,?6)");
+      for (const auto& c : w->sinks_) {
+        ins.Bind(1, w->id_).Bind(2, c.node).Bind(3, c.instance).Bind(4, c.path);
+        ins.Bind(5, c.length).Bind(6, c.epoch);
+        if (ins.Step() != SQLITE_DONE) return Error("writing sink commits");
+        ins.Reset();
+      }
+    }
+    {
+      Stmt ins(
+          db_,
+          "INSERT OR REPLACE INTO sink_staging(checkpoint, node, seq, row) VALUES(?1,?2,?3,?4)");
+      for (const auto& r : w->staged_) {
+        ins.Bind(1, w->id_).Bind(2, r.node).Bind(3, r.seq).BindBlob(4, r.row);
+        if (ins.Step() != SQLITE_DONE) return Error("writing staged rows");
+        ins.Reset();
+        bytes += static_cast<int64_t>(r.row.size());
+      }
+    }
+    int64_t duration = w->duration_ms_ >= 0 ? w->duration_ms_ : NowMs() - info.created_ms;
+    Stmt up(db_,
+            "UPDATE checkpoints SET status=?2, events=?3, bytes=?4, duration_ms=?5,"
+            " alignment_ms=?6 WHERE id=?1");
+    up.Bind(1, w->id_).Bind(2, StatusSql(status)).Bind(3, w->events_).Bind(4, bytes);
+    up.Bind(5, duration).Bind(6, w->alignment_ms_);
+    if (up.Step() != SQLITE_DONE) return Error("completing checkpoint");
+    // The head moves only forward along the line this checkpoint began on: if a StartLine
+    // moved the head elsewhere meanwhile, that line wins (the checkpoint stays restorable).
+    int64_t head = 0;
+    ONCEFLOW_RETURN_IF_ERROR(MetaInt(db_, path_, "head", &head));
+    if (head == info.parent) {
+      ONCEFLOW_RETURN_IF_ERROR(SetMetaOn(db_, path_, "head", std::to_string(w->id_)));
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  if (++commits_since_truncate_ >= kTruncateEvery) {
+    commits_since_truncate_ = 0;
+    // Best effort: SQLITE_BUSY (a reader) just postpones it to the next round.
+    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  }
+  return Status::Ok();
+}
+
+Status StateStore::LatestCompleted(int64_t* id) { return MetaInt(db_, path_, "head", id); }
+
+Status StateStore::List(std::vector<CheckpointInfo>* out) {
+  out->clear();
+  std::string sql = std::string("SELECT ") + kInfoColumns +
+                    " FROM checkpoints WHERE status != 'pending' ORDER BY id";
+  Stmt q(db_, sql.c_str());
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out->push_back(InfoFrom(q));
+  return rc == SQLITE_DONE ? Status::Ok() : Error("listing checkpoints");
+}
+
+Status StateStore::Line(int64_t id, std::vector<int64_t>* ids) {
+  ids->clear();
+  Stmt q(db_, "SELECT coalesce(parent, 0) FROM checkpoints WHERE id=?1");
+  int64_t cur = id;
+  while (cur > 0) {
+    ids->push_back(cur);
+    q.Bind(1, cur);
+    int rc = q.Step();
+    if (rc != SQLITE_ROW) {
+      return rc == SQLITE_DONE ? Status::State("state file " + path_ + ": checkpoint " +
+                                               std::to_string(cur) + " is missing from the line")
+                               : Error("reading the line of history");
+    }
+    int64_t parent = q.Int(0);
+    q.Reset();
+    if (parent >= cur) return Status::State("state file " + path_ + ": corrupt line of history");
+    cur = parent;
+  }
+  std::sort(ids->begin(), ids->end());
+  return Status::Ok();
+}
+
+namespace {
+// The newest-version-on-the-line scan shared by RestoreState, Show and Get: rows arrive
+// ordered by (node, key, version); for each (node, key) the last row whose version is on
+// the line wins.
+class LineScan {
+ public:
+  explicit LineScan(const std::vector<int64_t>* line) : line_(line) {}
+  bool OnLine(int64_t v) const { return std::binary_search(line_->begin(), line_->end(), v); }
+
+ private:
+  const std::vector<int64_t>* line_;
+};
+}  // namespace
+
+Status StateStore::RestoreState(
+    int64_t id, const std::string& node,
+    const std::function<Status(std::string_view key, std::string_view value)>& fn) {
+  CheckpointInfo info;
+  bool found = false;
+  ONCEFLOW_RETURN_IF_ERROR(LoadInfo(id, &info, &found));
+  if (!found || info.status == CheckpointStatus::kPending) {
+    return Status::State("state file " + path_ + ": no complete checkpoint " + std::to_string(id));
+  }
+  std::vector<int64_t> line;
+  ONCEFLOW_RETURN_IF_ERROR(Line(id, &line));
+  LineScan scan(&line);
+  // Ordered by the primary key (node, key, version): no sort, one pass.
+  Stmt q(db_,
+         "SELECT key, version, value FROM state WHERE node=?1 AND version<=?2"
+         " ORDER BY key, version");
+  q.Bind(1, node).Bind(2, id);
+  std::string cur_key, cur_value;
+  bool have = false, live = false;
+  auto flush = [&]() -> Status {
+    if (have && live) return fn(cur_key, cur_value);
+    return Status::Ok();
+  };
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    if (!scan.OnLine(q.Int(1))) continue;
+    std::string_view key = q.Blob(0);
+    if (!have || key != cur_key) {
+      ONCEFLOW_RETURN_IF_ERROR(flush());
+      cur_key.assign(key);
+      have = true;
+    }
+    live = !q.IsNull(2);
+    if (live)
+      cur_value.assign(q.Blob(2));
+    else
+      cur_value.clear();
+  }
+  if (rc != SQLITE_DONE) return Error("reading state");
+  return flush();
+}
+
+Status StateStore::Show(int64_t id, CheckpointDetail* out) {
+  *out = CheckpointDetail();
+  bool found = false;
+  ONCEFLOW_RETURN_IF_ERROR(LoadInfo(id, &out->info, &found));
+  if (!found || out->info.status == CheckpointStatus::kPending) {
+    return Status::State("state file " + path_ + ": no checkpoint " + std::to_string(id));
+  }
+  std::vector<std::string> nodes;
+  {
+    Stmt q(db_, "SELECT DISTINCT node FROM state WHERE version<=?1 ORDER BY node");
+    q.Bind(1, id);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) nodes.push_back(q.Text(0));
+    if (rc != SQLITE_DONE) return Error("reading state nodes");
+  }
+  for (const auto& n : nodes) {
+    NodeStateStats stats;
+    stats.node = n;
+    ONCEFLOW_RETURN_IF_ERROR(RestoreState(id, n, [&](std::string_view k, std::string_view v) {
+      stats.keys++;
+      stats.bytes += static_cast<int64_t>(k.size() + v.size());
+      return Status::Ok();
+    }));
+    if (stats.keys > 0) out->state.push_back(stats);
+  }
+  ONCEFLOW_RETURN_IF_ERROR(SourceOffsets(id, &out->sources));
+  return SinkCommits(id, &out->sinks);
+}
+
+Status StateStore::SourceOffsets(int64_t id, std::vector<SourceOffset>* out) {
+  out->clear();
+  Stmt q(db_,
+         "SELECT node, instance, name, offset, count FROM source_offsets WHERE checkpoint=?1"
+         " ORDER BY node, instance, name");
+  q.Bind(1, id);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    SourceOffset o;
+    o.node = q.Text(0);
+    o.instance = static_cast<int>(q.Int(1));
+    o.name = q.Text(2);
+    o.offset = q.Int(3);
+    o.count = q.Int(4);
+    out->push_back(std::move(o));
+  }
+  return rc == SQLITE_DONE ? Status::Ok() : Error("reading source offsets");
+}
+
+Status StateStore::SinkCommits(int64_t id, std::vector<SinkCommit>* out) {
+  out->clear();
+  Stmt q(db_,
+         "SELECT node, instance, path, length, epoch FROM sink_commits WHERE checkpoint=?1"
+         " ORDER BY node, instance, path");
+  q.Bind(1, id);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    SinkCommit c;
+    c.node = q.Text(0);
+    c.instance = static_cast<int>(q.Int(1));
+    c.path = q.Text(2);
+    c.length = q.Int(3);
+    c.epoch = q.Int(4);
+    out->push_back(std::move(c));
+  }
+  return rc == SQLITE_DONE ? Status::Ok() : Error("reading sink commits");
+}
+
+Status StateStore::StagedRows(int64_t id, const std::string& node,
+                              const std::function<Status(int64_t, std::string_view)>& fn) {
+  Stmt q(db_, "SELECT seq, row FROM sink_staging WHERE checkpoint=?1 AND node=?2 ORDER BY seq");
+  q.Bind(1, id).Bind(2, node);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) ONCEFLOW_RETURN_IF_ERROR(fn(q.Int(0), q.Blob(1)));
+  return rc == SQLITE_DONE ? Status::Ok() : Error("reading staged rows");
+}
+
+Status StateStore::DeleteStagedRows(int64_t id, const std::string& node) {
+  return WithTransaction(false, [&] {
+    Stmt q(db_, "DELETE FROM sink_staging WHERE checkpoint=?1 AND node=?2");
+    q.Bind(1, id).Bind(2, node);
+    return q.Step() == SQLITE_DONE ? Status::Ok() : Error("deleting staged rows");
+  });
+}
+
+Status StateStore::Get(const std::string& node, std::string_view key, int64_t id,
+                       std::string* value, bool* found) {
+  *found = false;
+  if (id == 0) {
+    ONCEFLOW_RETURN_IF_ERROR(LatestCompleted(&id));
+    if (id == 0) return Status::State("state file " + path_ + ": no complete checkpoint");
+  }
+  CheckpointInfo info;
+  bool exists = false;
+  ONCEFLOW_RETURN_IF_ERROR(LoadInfo(id, &info, &exists));
+  if (!exists || info.status == CheckpointStatus::kPending) {
+    return Status::State("state file " + path_ + ": no checkpoint " + std::to_string(id));
+  }
+  std::vector<int64_t> line;
+  ONCEFLOW_RETURN_IF_ERROR(Line(id, &line));
+  LineScan scan(&line);
+  Stmt q(db_,
+         "SELECT version, value FROM state WHERE node=?1 AND key=?2 AND version<=?3"
+         " ORDER BY version DESC");
+  q.Bind(1, node).BindBlob(2, key).Bind(3, id);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    if (!scan.OnLine(q.Int(0))) continue;
+    if (!q.IsNull(1)) {
+      value->assign(q.Blob(1));
+      *found = true;
+    }
+    return Status::Ok();
+  }
+  return rc == SQLITE_DONE ? Status::Ok() : Error("reading state");
+}
+
+// Deletes checkpoint `id` inside the caller's transaction. Its state rows are what its
+// descendants see for keys they did not change since, so before they go each child gets a
+// copy of every row it does not override (INSERT OR IGNORE keeps the child's own row),
+// and the child is re-parented to id's parent. Every remaining checkpoint's line then
+// yields exactly the same newest versions as before (tombstones included — dropping a
+// tombstone would bring an erased key, e.g. a closed window, back to life). A child that
+// becomes the first of its line drops its tombstones: nothing older can be hidden there.
+Status StateStore::DeleteLocked(int64_t id) {
+  CheckpointInfo info;
+  bool found = false;
+  ONCEFLOW_RETURN_IF_ERROR(LoadInfo(id, &info, &found));
+  if (!found) return Status::State("state file " + path_ + ": no checkpoint " + std::to_string(id));
+  std::vector<int64_t> children;
+  {
+    Stmt q(db_, "SELECT id FROM checkpoints WHERE parent=?1 ORDER BY id");
+    q.Bind(1, id);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) children.push_back(q.Int(0));
+    if (rc != SQLITE_DONE) return Error("reading children");
+  }
+  for (int64_t child : children) {
+    Stmt copy(db_,
+              "INSERT OR IGNORE INTO state(node, key, version, value)"
+              " SELECT node, key, ?2, value FROM state WHERE version=?1");
+    copy.Bind(1, id).Bind(2, child);
+    if (copy.Step() != SQLITE_DONE) return Error("handing state down");
+    Stmt rep(db_, "UPDATE checkpoints SET parent=?2 WHERE id=?1");
+    rep.Bind(1, child);
+    if (info.parent > 0)
+      rep.Bind(2, info.parent);
+    else
+      rep.BindNull(2);
+    if (rep.Step() != SQLITE_DONE) return Error("re-parenting");
+    if (info.parent == 0) {
+      Stmt drop(db_, "DELETE FROM state WHERE version=?1 AND value IS NULL");
+      drop.Bind(1, child);
+      if (drop.Step() != SQLITE_DONE) return Error("dropping tombstones");
+    }
+  }
+  const char* const kDeletes[] = {
+      "DELETE FROM state WHERE version=?1",
+      "DELETE FROM source_offsets WHERE checkpoint=?1",
+      "DELETE FROM sink_commits WHERE checkpoint=?1",
+      "DELETE FROM sink_staging WHERE checkpoint=?1",
+      "DELETE FROM checkpoints WHERE id=?1",
+  };
+  for (const char* sql : kDeletes) {
+    Stmt d(db_, sql);
+    d.Bind(1, id);
+    if (d.Step() != SQLITE_DONE) return Error("deleting checkpoint");
+  }
+  return Status::Ok();
+}
+
+Status StateStore::Delete(int64_t id) {
+  return WithTransaction(false, [&] {
+    int64_t head = 0;
+    ONCEFLOW_RETURN_IF_ERROR(MetaInt(db_, path_, "head", &head));
+    if (id == head) {
+      return Status::State("state file " + path_ + ": checkpoint " + std::to_string(id) +
+                           " is the latest complete checkpoint (the next run resumes from it);"
+                           " use --fresh or --from-checkpoint to leave it");
+    }
+    return DeleteLocked(id);
+  });
+}
+
+Status StateStore::Prune(int keep, int* deleted) {
+  if (deleted) *deleted = 0;
+  if (keep < 1) return Status::Invalid("prune: --keep must be at least 1");
+  return WithTransaction(false, [&] {
+    int64_t head = 0;
+    ONCEFLOW_RETURN_IF_ERROR(MetaInt(db_, path_, "head", &head));
+    std::vector<int64_t> victims;
+    {
+      Stmt q(db_,
+             "SELECT id FROM checkpoints WHERE status != 'pending' AND kind != 'savepoint'"
+             " ORDER BY id DESC");
+      int rc, n = 0;
+      while ((rc = q.Step()) == SQLITE_ROW) {
+        int64_t id = q.Int(0);
+        if (n++ >= keep && id != head) victims.push_back(id);
+      }
+      if (rc != SQLITE_DONE) return Error("listing checkpoints");
+    }
+    // Oldest first: each deletion hands its rows one step down the line.
+    std::sort(victims.begin(), victims.end());
+    for (int64_t id : victims) ONCEFLOW_RETURN_IF_ERROR(DeleteLocked(id));
+    if (deleted) *deleted = static_cast<int>(victims.size());
+    return Status::Ok();
+  });
+}
+
+Status StateStore::Fresh() {
+  std::string lineage = NewLineageId();
+  Status st = WithTransaction(true, [&] {
+    const char* const kDeletes[] = {
+        "DELETE FROM state",        "DELETE FROM source_offsets", "DELETE FROM sink_commits",
+        "DELETE FROM sink_staging", "DELETE FROM checkpoints",
+    };
+    for (const char* sql : kDeletes) ONCEFLOW_RETURN_IF_ERROR(Exec(sql));
+    // last_id stays: ids are never reused.
+    ONCEFLOW_RETURN_IF_ERROR(SetMetaOn(db_, path_, "lineage", lineage));
+    ONCEFLOW_RETURN_IF_ERROR(SetMetaOn(db_, path_, "head", "0"));
+    return SetMetaOn(db_, path_, "line_start", "0");
+  });
+  if (st.ok()) lineage_ = lineage;
+  return st;
+}
+
+Status StateStore::StartLine(int64_t from_id) {
+  return WithTransaction(true, [&] {
+    if (from_id != 0) {
+      CheckpointInfo info;
+      bool found = false;
+      ONCEFLOW_RETURN_IF_ERROR(LoadInfo(from_id, &info, &found));
+      if (!found || info.status == CheckpointStatus::kPending) {
+        return Status::State("state file " + path_ + ": no complete checkpoint " +
+                             std::to_string(from_id));
+      }
+    }
+    ONCEFLOW_RETURN_IF_ERROR(SetMetaOn(db_, path_, "head", std::to_string(from_id)));
+    return SetMetaOn(db_, path_, "line_start", std::to_string(from_id));
+  });
+}
+
+}  // namespace onceflow

@@ -1,0 +1,246 @@
+// StateStore: the one SQLite file that holds everything durable about a pipeline's runs —
+// checkpoints, versioned keyed state, source offsets, sink pre-commits and staged sink
+// rows. The on-disk format (table by table) and what a crash at any point leaves behind
+// are documented at the top of store.cc.
+//
+// Model:
+//   - A checkpoint has an id that is never reused (a high-water mark survives Delete and
+//     Fresh). BeginCheckpoint allocates it and records it `pending`; a CheckpointWriter
+//     collects what the checkpoint holds and Commit() writes it all in one transaction,
+//     committed with synchronous=FULL, which also marks it complete. A checkpoint that
+//     never committed stays pending and is ignored, then removed by the next writable Open.
+//   - Keyed state is stored per node (not per instance) by (key, version = id of the
+//     checkpoint that wrote it); a NULL value is a tombstone. A checkpoint writes only the
+//     keys that changed, and the state at checkpoint C is, for each key, the newest version
+//     on C's line of history (C and its ancestors through `parent`), unless a tombstone.
+//   - Lines of history: the store keeps a head (the newest complete checkpoint of the
+//     current line). A new checkpoint's parent is the head; Commit moves the head to it.
+//     StartLine(ID) durably moves the head back to ID (a replay with --from-checkpoint), so
+//     `latest` then means the newest checkpoint of the replay's line.
+//   - `final` checkpoints commit with status `completed` (every source ended) or `stopped`
+//     (signal, --max-events, --duration); both are complete, restorable checkpoints.
+//
+// Locking: a writable store holds an exclusive fcntl lock on `<state>.lock` (see
+// file_lock.h) for its whole life; a second writer (another process) is refused with
+// Status::State naming the holder's pid. Read-only stores take no lock: SQLite's WAL lets
+// them read the last committed snapshot while a run writes, so `checkpoints list` and
+// `state get` work during a run.
+//
+// Threading: a StateStore and its writers are externally synchronised — one thread at a
+// time (during a run, the snapshot guarantee's writer thread).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/core/status.h"
+#include "runtime/state/file_lock.h"
+#include "runtime/state/keyed_state.h"
+
+struct sqlite3;
+
+namespace onceflow {
+
+enum class CheckpointKind { kCheckpoint, kSavepoint, kFinal };
+enum class CheckpointStatus { kPending, kCompleted, kStopped };
+const char* CheckpointKindName(CheckpointKind k);      // "checkpoint" | "savepoint" | "final"
+const char* CheckpointStatusName(CheckpointStatus s);  // "pending" | "completed" | "stopped"
+
+// Stored state values: one version byte, a varint count, then each Value in key.h's
+// self-delimiting EncodeValue encoding. Decode returns false on bad or unknown bytes.
+void EncodeStateValue(const StateValue& value, std::string* out);
+bool DecodeStateValue(std::string_view bytes, StateValue* value);
+
+struct CheckpointInfo {
+  int64_t id = 0;
+  CheckpointKind kind = CheckpointKind::kCheckpoint;
+  CheckpointStatus status = CheckpointStatus::kPending;
+  int64_t created_ms = 0;   // unix ms when BeginCheckpoint ran
+  int64_t events = 0;       // source events covered (caller's count)
+  int64_t bytes = 0;        // bytes of state values + keys + staged rows it wrote
+  int64_t duration_ms = 0;  // barrier injection (Begin) to completion, unless the caller says
+  int64_t alignment_ms = 0;
+  int64_t parent = 0;  // previous checkpoint on its line of history; 0 = none
+};
+
+struct SourceOffset {
+  std::string node;
+  int instance = 0;
+  std::string name;    // what the offset is into (a file path, "stdin", a generator)
+  int64_t offset = 0;  // position to resume from (bytes, or record index)
+  int64_t count = 0;   // records read up to that position
+  bool operator==(const SourceOffset&) const = default;
+};
+
+struct SinkCommit {
+  std::string node;
+  int instance = 0;
+  std::string path;    // the file a `file` sink wrote (its length belongs to that path)
+  int64_t length = 0;  // fsynced length at the barrier
+  int64_t epoch = 0;   // the checkpoint id whose pre-commit this is
+  bool operator==(const SinkCommit&) const = default;
+};
+
+struct NodeStateStats {
+  std::string node;
+  int64_t keys = 0;   // live keys at the checkpoint
+  int64_t bytes = 0;  // their key + value bytes
+};
+
+struct CheckpointDetail {
+  CheckpointInfo info;
+  std::vector<NodeStateStats> state;  // by node name
+  std::vector<SourceOffset> sources;
+  std::vector<SinkCommit> sinks;
+};
+
+struct OpenMode {
+  bool create_if_missing = true;
+  bool read_only = false;
+};
+
+class StateStore;
+
+// Collects one checkpoint's contents; Commit writes them in one transaction. State changes
+// are buffered and written sorted by (node, key) (sorted inserts are much faster in
+// SQLite's B-tree). Source offsets and sink commits are complete per checkpoint (each
+// source and sink instance reports its position at every barrier); state is incremental.
+class CheckpointWriter {
+ public:
+  int64_t id() const { return id_; }
+  // A changed key: `value` is an EncodeStateValue encoding, or nullptr for a tombstone (the
+  // key was erased). A second change of the same (node, key) replaces the first.
+  void PutState(std::string_view node, std::string_view key, const std::string* value);
+  // Convenience for KeyedState::CollectChanges output (nullptr = erased).
+  void PutStateValue(std::string_view node, std::string_view key, const StateValue* value);
+  void AddSourceOffset(SourceOffset offset) { sources_.push_back(std::move(offset)); }
+  void AddSinkCommit(SinkCommit commit) { sinks_.push_back(std::move(commit)); }
+  // A row an `sqlite` sink staged for this epoch; `seq` orders rows within the node.
+  void AddStagedRow(std::string_view node, int64_t seq, std::string row);
+  // Optional statistics; duration defaults to now - created.
+  void SetStats(int64_t events, int64_t duration_ms = -1, int64_t alignment_ms = 0);
+
+  // Writes everything and marks the checkpoint complete (`completed`, or `stopped` for a
+  // final checkpoint of an interrupted run), then makes it the head of the current line.
+  // One transaction, committed with synchronous=FULL. On failure nothing of it is visible
+  // and the checkpoint stays pending. A writer commits at most once.
+  Status Commit(CheckpointStatus status = CheckpointStatus::kCompleted);
+
+ private:
+  friend class StateStore;
+  CheckpointWriter(StateStore* store, int64_t id, CheckpointKind kind)
+      : store_(store), id_(id), kind_(kind) {}
+  struct StateChange {
+    std::string node, key, value;
+    bool tombstone = false;
+  };
+  struct StagedRow {
+    std::string node;
+    int64_t seq;
+    std::string row;
+  };
+  StateStore* store_;
+  int64_t id_;
+  CheckpointKind kind_;
+  bool committed_ = false;
+  std::vector<StateChange> state_;
+  std::vector<SourceOffset> sources_;
+  std::vector<SinkCommit> sinks_;
+  std::vector<StagedRow> staged_;
+  int64_t events_ = 0, duration_ms_ = -1, alignment_ms_ = 0;
+};
+
+class StateStore {
+ public:
+  static constexpr int kSchemaVersion = 1;
+  // PRAGMA application_id of every onceflow state file: "ONCF".
+  static constexpr int32_t kApplicationId = 0x4F4E4346;
+
+  // Opens (or creates, mode 0600) the state file `path` of pipeline `pipeline_name` (empty:
+  // accept any pipeline — for read-only commands that do not know it). Refuses, with
+  // Status::State naming the file and the reason and without modifying it: a file that is
+  // not SQLite or is truncated, an SQLite file of another application, a schema newer than
+  // this build, a state file of another pipeline, a file locked by another process.
+  static Status Open(const std::string& path, const std::string& pipeline_name, OpenMode mode,
+                     std::unique_ptr<StateStore>* store);
+  ~StateStore();
+  StateStore(const StateStore&) = delete;
+  StateStore& operator=(const StateStore&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::string& pipeline_name() const { return pipeline_; }
+  const std::string& lineage_id() const { return lineage_; }  // 32 hex digits
+  bool read_only() const { return read_only_; }
+
+  // Free-form meta values (e.g. "fingerprint"). Keys listed in store.cc are reserved.
+  Status GetMeta(const std::string& key, std::string* value, bool* found);
+  Status PutMeta(const std::string& key, const std::string& value);
+
+  // ---- writing checkpoints ----
+  // Allocates a never-reused id and records it pending with parent = the current head.
+  Status BeginCheckpoint(CheckpointKind kind, int64_t* id);
+  // A writer for the pending checkpoint `id` (from BeginCheckpoint).
+  Status NewWriter(int64_t id, std::unique_ptr<CheckpointWriter>* writer);
+
+  // ---- reading ----
+  // The head of the current line: its newest complete checkpoint; *id = 0 when none.
+  Status LatestCompleted(int64_t* id);
+  // Every complete checkpoint (pending ones excluded), by id.
+  Status List(std::vector<CheckpointInfo>* out);
+  Status Show(int64_t id, CheckpointDetail* out);
+  // Visits each live key of `node` at checkpoint `id` (its newest version on id's line;
+  // tombstones skipped), in key order. A non-ok Status from fn stops and is returned.
+  Status RestoreState(
+      int64_t id, const std::string& node,
+      const std::function<Status(std::string_view key, std::string_view value)>& fn);
+  Status SourceOffsets(int64_t id, std::vector<SourceOffset>* out);
+  Status SinkCommits(int64_t id, std::vector<SinkCommit>* out);
+  // Staged rows of `node` for epoch `id`, in seq order.
+  Status StagedRows(int64_t id, const std::string& node,
+                    const std::function<Status(int64_t seq, std::string_view row)>& fn);
+  // Drops the staged rows of `node` for epoch `id` (after the sink applied them durably).
+  Status DeleteStagedRows(int64_t id, const std::string& node);
+  // The value of (node, key) at checkpoint `id` (0 = latest); *found false when the key is
+  // absent or erased there.
+  Status Get(const std::string& node, std::string_view key, int64_t id, std::string* value,
+             bool* found);
+
+  // ---- maintenance ----
+  // Deletes checkpoint `id` (any kind). Refuses the head of the current line (the next run
+  // resumes from it). State rows of `id` that later checkpoints still need are handed
+  // down to its children, so every remaining checkpoint restores exactly as before.
+  Status Delete(int64_t id);
+  // Keeps the `keep` newest complete `checkpoint`/`final` checkpoints (and always the head
+  // and every savepoint); deletes the others as Delete does. *deleted may be null.
+  Status Prune(int keep, int* deleted);
+  // --fresh: deletes every checkpoint, state row, offset, commit and staged row; makes a
+  // new lineage id; keeps the id high-water mark. Durable (FULL) before it returns.
+  Status Fresh();
+  // Records durably that this run continues from checkpoint `from_id` (0: from the
+  // beginning, keeping the old checkpoints): the head moves there.
+  Status StartLine(int64_t from_id);
+
+ private:
+  friend class CheckpointWriter;
+  StateStore() = default;
+  Status Exec(const char* sql);
+  Status Line(int64_t id, std::vector<int64_t>* ids);  // id and its ancestors, sorted
+  Status LoadInfo(int64_t id, CheckpointInfo* info, bool* found);
+  Status DeleteLocked(int64_t id);  // inside a transaction
+  Status CommitWriter(CheckpointWriter* w, CheckpointStatus status);
+  Status WithTransaction(bool full_sync, const std::function<Status()>& body);
+  Status Error(const std::string& what) const;
+
+  std::string path_, pipeline_, lineage_;
+  bool read_only_ = false;
+  bool opened_ = false;  // Open finished: the file is ours and may be written
+  sqlite3* db_ = nullptr;
+  FileLock lock_;
+  int commits_since_truncate_ = 0;
+};
+
+}  // namespace onceflow
