@@ -161,6 +161,47 @@ void Record::AppendJson(std::string* out) const {
 }
 
 // ---------------------------------------------------------------------------------------
+// FieldBlockCache
+
+namespace internal {
+
+thread_local FieldBlockCache::State FieldBlockCache::state_{};
+
+namespace {
+
+// Drains the cache when its thread exits, so cached blocks are not leaked.
+struct CacheReaper {
+  ~CacheReaper() { FieldBlockCache::ReleaseAtExit(); }
+};
+
+}  // namespace
+
+void FieldBlockCache::Register() {
+  static thread_local CacheReaper reaper;
+  (void)reaper;
+  state_.registered = true;
+}
+
+void FieldBlockCache::Release() {
+  State& st = state_;
+  for (FreeBlock*& head : st.heads) {
+    while (head != nullptr) {
+      FreeBlock* next = head->next;
+      ::operator delete(head);
+      head = next;
+    }
+  }
+  st.bytes = 0;
+}
+
+void FieldBlockCache::ReleaseAtExit() {
+  state_.reaped = true;
+  Release();
+}
+
+}  // namespace internal
+
+// ---------------------------------------------------------------------------------------
 // JsonParser
 
 struct JsonParser::Impl {

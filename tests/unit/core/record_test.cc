@@ -2,6 +2,9 @@
 #include "doctest/doctest.h"
 #include "runtime/core/record.h"
 
+#include <thread>
+#include <vector>
+
 namespace onceflow {
 namespace {
 
@@ -102,6 +105,64 @@ TEST_CASE("JsonParser rejects malformed lines, non-objects and trailing content"
   std::string long_line = "{\"s\":\"" + std::string(100000, 'x') + "\"}";
   REQUIRE(p.ParseObject(long_line, &r, &err));
   CHECK(r.Get("s")->str().size() == 100000);
+}
+
+// Field blocks are recycled through a per-thread cache (FieldBlockCache): reused blocks
+// must hold exactly the new record's fields, blocks may be freed on another thread, and
+// sizes past the cached classes go to the heap directly.
+Record ManyFields(int n, int tag) {
+  Record r;
+  for (int i = 0; i < n; ++i) {
+    r.Append("field_number_" + std::to_string(i),
+             i % 2 == 0 ? Value::Int(tag * 100 + i)
+                        : Value::String("a string longer than fifteen bytes " +
+                                        std::to_string(tag)));
+  }
+  return r;
+}
+
+void CheckManyFields(const Record& r, int n, int tag) {
+  REQUIRE(r.size() == static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const Value* v = r.Get("field_number_" + std::to_string(i));
+    REQUIRE(v != nullptr);
+    if (i % 2 == 0) {
+      CHECK(v->as_int() == tag * 100 + i);
+    } else {
+      CHECK(v->str() == "a string longer than fifteen bytes " + std::to_string(tag));
+    }
+  }
+}
+
+TEST_CASE("records with spilled fields recycle their storage correctly") {
+  for (int round = 0; round < 3; ++round) {
+    RecordBatch batch;
+    for (int k = 0; k < 600; ++k) batch.push_back(ManyFields(1 + k % 20, round * 1000 + k));
+    for (int k = 0; k < 600; ++k) CheckManyFields(batch[k], 1 + k % 20, round * 1000 + k);
+    // Copies and moves allocate from and free to the cache too.
+    RecordBatch copy = batch;
+    RecordBatch moved = std::move(batch);
+    for (int k = 0; k < 600; ++k) {
+      CHECK(copy[k] == moved[k]);
+      copy[k].Set("extra", Value::Int(k));  // grows (reallocates) some of them
+      CHECK(copy[k].Get("extra")->as_int() == k);
+    }
+  }
+  internal::FieldBlockCache::Release();
+  Record r = ManyFields(6, 7);
+  CheckManyFields(r, 6, 7);
+}
+
+TEST_CASE("records allocated on one thread can be freed and reused on another") {
+  RecordBatch batch;
+  for (int k = 0; k < 1000; ++k) batch.push_back(ManyFields(2 + k % 7, k));
+  std::thread consumer([moved = std::move(batch)]() mutable {
+    moved.clear();  // frees into the consumer thread's cache
+    RecordBatch again;
+    for (int k = 0; k < 1000; ++k) again.push_back(ManyFields(2 + k % 7, -k));
+    for (int k = 0; k < 1000; ++k) CheckManyFields(again[k], 2 + k % 7, -k);
+  });  // the thread's cache is drained when it exits
+  consumer.join();
 }
 
 }  // namespace
