@@ -12,13 +12,18 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/logging.h"
 #include "nlohmann/json.hpp"
+#include "runtime/chaos/chaos.h"
 #include "runtime/exec/executor.h"
+#include "runtime/guarantees/snapshot.h"
+#include "runtime/state/fingerprint.h"
+#include "runtime/state/store.h"
 #include "runtime/plan/plan.h"
 #include "spdlog/spdlog.h"
 
@@ -98,7 +103,14 @@ class StatusLine {
   std::thread thread_;
 };
 
-nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats) {
+struct RunTotals {
+  CheckpointTotals checkpoints;
+  int recoveries = 0;
+  double recovery_ms_total = 0;
+  std::vector<double> recovery_ms;
+};
+
+nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats, const RunTotals& totals) {
   nlohmann::json j;
   j["pipeline"] = spec.name;
   j["semantics"] = SemanticsName(spec.semantics);
@@ -127,29 +139,266 @@ nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats) {
   j["sources"] = sources;
   j["sinks"] = sinks;
   j["nodes"] = nodes;
-  // At-most-once takes no checkpoints and never recovers: it drops instead.
-  j["checkpoints"] = {{"count", 0}, {"mean_ms", 0}, {"max_ms", 0}, {"mean_bytes", 0},
-                      {"mean_alignment_ms", 0}};
-  j["recoveries"] = {{"count", 0}, {"mean_ms", 0}};
+  const CheckpointTotals& c = totals.checkpoints;
+  const double n = c.count > 0 ? c.count : 1;
+  j["checkpoints"] = {{"count", c.count},
+                      {"mean_ms", c.total_ms / n},
+                      {"max_ms", c.max_ms},
+                      {"mean_bytes", static_cast<double>(c.total_bytes) / n},
+                      {"mean_alignment_ms", c.total_alignment_ms / n},
+                      {"last_id", c.last_id}};
+  j["recoveries"] = {{"count", totals.recoveries},
+                     {"mean_ms", totals.recoveries > 0 ? totals.recovery_ms_total / totals.recoveries : 0.0},
+                     {"ms", totals.recovery_ms}};
   return j;
+}
+
+std::string Unhex(const std::string& hex) {
+  std::string out;
+  auto val = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    int hi = val(hex[i]), lo = val(hex[i + 1]);
+    if (hi < 0 || lo < 0) return std::string();
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return out;
+}
+
+void Accumulate(const RunStats& s, RunStats* total) {
+  if (total->nodes.empty()) {
+    *total = s;
+    return;
+  }
+  total->exit_reason = s.exit_reason;
+  total->signal = s.signal;
+  total->wall_s += s.wall_s;
+  total->source_events += s.source_events;
+  for (size_t i = 0; i < s.nodes.size() && i < total->nodes.size(); ++i) {
+    NodeStats& t = total->nodes[i];
+    const NodeStats& n = s.nodes[i];
+    t.processed += n.processed;
+    t.emitted += n.emitted;
+    t.skipped += n.skipped;
+    t.dropped += n.dropped;
+    t.replayed += n.replayed;
+    t.duplicates_discarded += n.duplicates_discarded;
+  }
+}
+
+// Where a checkpointing run starts, decided from the state file and the flags.
+struct StartPoint {
+  int64_t resume_from = 0;   // 0: from the beginning
+  bool already_completed = false;
+  std::set<std::string> skip_restore;
+};
+
+struct RunArgs {
+  std::string file;
+  LoadOptions load;
+  bool fresh = false;
+  std::string from_checkpoint;
+  bool allow_topology_change = false;
+  std::string chaos;
+  uint64_t max_events = 0;
+  std::string duration;
+  bool json = false;
+  std::string summary_path;
+};
+
+// Opens nothing; reads and prepares the open state file: the fingerprint check, rolling
+// staged sink epochs forward, --fresh / --from-checkpoint, the fired-fault set.
+Status PrepareState(const PipelineSpec& spec, const RunArgs& args, const Registry& registry,
+                    StateStore* store, Chaos* chaos, StartPoint* sp) {
+  int64_t head = 0;
+  ONCEFLOW_RETURN_IF_ERROR(store->LatestCompleted(&head));
+  std::vector<CheckpointInfo> list;
+  ONCEFLOW_RETURN_IF_ERROR(store->List(&list));
+  const std::string fingerprint = Fingerprint(spec);
+  if (!args.fresh && !list.empty()) {
+    std::string stored;
+    bool found = false;
+    ONCEFLOW_RETURN_IF_ERROR(store->GetMeta("fingerprint", &stored, &found));
+    if (found && !stored.empty()) {
+      std::vector<std::string> changes = FingerprintChanges(stored, fingerprint, &sp->skip_restore);
+      if (!changes.empty()) {
+        std::string all;
+        for (const auto& c : changes) all += (all.empty() ? "" : "; ") + c;
+        if (!args.allow_topology_change) {
+          return Status::State("state file '" + store->path() +
+                               "' holds checkpoints of a different topology: " + all +
+                               " (resume anyway with --allow-topology-change, or start over "
+                               "with --fresh)");
+        }
+        for (const auto& c : changes) {
+          spdlog::warn("topology changed: {}{}", c,
+                       c.find("removed") != std::string::npos ? " (its state is dropped)" : "");
+        }
+      }
+    }
+  }
+  // A crash after a checkpoint completed and before its sinks applied it: apply now,
+  // before any sink is opened or emptied.
+  ONCEFLOW_RETURN_IF_ERROR(RollForward(store, spec, registry));
+
+  auto find = [&](int64_t id) -> const CheckpointInfo* {
+    for (const auto& c : list) {
+      if (c.id == id) return &c;
+    }
+    return nullptr;
+  };
+  auto completed_final = [](const CheckpointInfo* c) {
+    return c != nullptr && c->kind == CheckpointKind::kFinal &&
+           c->status == CheckpointStatus::kCompleted;
+  };
+  if (args.fresh) {
+    ONCEFLOW_RETURN_IF_ERROR(store->Fresh());
+    ONCEFLOW_RETURN_IF_ERROR(store->PutMeta("chaos_fired", ""));
+    sp->resume_from = 0;
+  } else if (args.from_checkpoint == "none") {
+    ONCEFLOW_RETURN_IF_ERROR(store->StartLine(0));
+    sp->resume_from = 0;
+  } else if (!args.from_checkpoint.empty() && args.from_checkpoint != "latest") {
+    const int64_t id = std::stoll(args.from_checkpoint);
+    const CheckpointInfo* c = find(id);
+    if (c == nullptr) {
+      return Status::State("no complete checkpoint " + args.from_checkpoint + " in '" +
+                           store->path() + "' (see: onceflow checkpoints list --state " +
+                           store->path() + ")");
+    }
+    if (completed_final(c)) {
+      sp->already_completed = true;
+      return Status::Ok();
+    }
+    ONCEFLOW_RETURN_IF_ERROR(store->StartLine(id));
+    sp->resume_from = id;
+  } else {
+    if (completed_final(find(head))) {
+      sp->already_completed = true;
+      return Status::Ok();
+    }
+    sp->resume_from = head;
+  }
+  ONCEFLOW_RETURN_IF_ERROR(store->PutMeta("fingerprint", fingerprint));
+  if (chaos->enabled() && !args.fresh) {
+    std::string fired;
+    bool found = false;
+    ONCEFLOW_RETURN_IF_ERROR(store->GetMeta("chaos_fired", &fired, &found));
+    if (found && !fired.empty()) ONCEFLOW_RETURN_IF_ERROR(chaos->ImportFired(Unhex(fired)));
+  }
+  return Status::Ok();
+}
+
+// Usage checks of the flags that depend on the pipeline; exit 2 before anything is touched.
+bool CheckRunFlags(const PipelineSpec& spec, const RunArgs& args, ChaosSpec* chaos) {
+  auto fail = [](const std::string& msg) {
+    std::cerr << "onceflow: error: " << msg << "\n";
+    return false;
+  };
+  const bool checkpointing =
+      spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kSnapshot;
+  if (spec.semantics == Semantics::kAtLeastOnce ||
+      (spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup)) {
+    return fail(std::string("semantics '") + SemanticsName(spec.semantics) +
+                (spec.semantics == Semantics::kEffectivelyOnce ? "' in mode 'dedup'" : "'") +
+                " is not supported yet by this version; use --semantics effectively-once "
+                "--mode snapshot, or --semantics at-most-once");
+  }
+  if (!checkpointing) {
+    for (auto [flag, given] :
+         {std::pair<const char*, bool>{"--from-checkpoint", !args.from_checkpoint.empty()},
+          {"--allow-topology-change", args.allow_topology_change},
+          {"--chaos", !args.chaos.empty()}}) {
+      if (given) {
+        return fail(std::string(flag) + " needs checkpoints: at-most-once runs keep no state yet");
+      }
+    }
+  }
+  if (args.fresh && !args.from_checkpoint.empty()) {
+    return fail("--fresh and --from-checkpoint exclude each other");
+  }
+  if (!args.from_checkpoint.empty() && args.from_checkpoint != "latest" &&
+      args.from_checkpoint != "none") {
+    const std::string& v = args.from_checkpoint;
+    if (v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos || v[0] == '0') {
+      return fail("--from-checkpoint: expected a checkpoint id, 'latest' or 'none', got '" + v + "'");
+    }
+  }
+  Status st = ChaosSpec::Parse(args.chaos, chaos);
+  if (!st.ok()) return fail("--chaos: " + st.message());
+  for (const std::string& node : chaos->NodeNames()) {
+    const NodeSpec* ns = spec.FindNode(node);
+    if (ns == nullptr) return fail("--chaos: fail=" + node + ": no node '" + node + "' in the pipeline");
+    if (ns->kind != NodeKind::kOperator) {
+      return fail("--chaos: fail=" + node + ": '" + node + "' is a " + NodeKindName(ns->kind) +
+                  "; only operators fail on records");
+    }
+  }
+  if (checkpointing) {
+    for (const NodeSpec& n : spec.nodes) {
+      if (n.kind == NodeKind::kSource && n.type == "stdin") {
+        return fail("source '" + n.id +
+                    "': stdin is not journaled into the state file yet, so it cannot be "
+                    "replayed under effectively-once; use --semantics at-most-once");
+      }
+    }
+  }
+  if (args.json) {
+    for (const NodeSpec& n : spec.nodes) {
+      if (n.kind == NodeKind::kSink && n.type == "stdout") {
+        return fail("--json is refused because sink '" + n.id +
+                    "' writes to stdout; use --summary PATH");
+      }
+    }
+  }
+  return true;
+}
+
+// One executor run with an optional status line.
+Status RunOnce(const PipelineSpec& spec, const Plan& plan, const Registry& registry,
+               const RunOptions& ro, RunStats* stats) {
+  Executor executor(spec, plan, registry, ro);
+  std::unique_ptr<StatusLine> line;
+  if (StatusLineEnabled()) line = std::make_unique<StatusLine>(executor);
+  return executor.Run(stats);
+}
+
+int Report(const PipelineSpec& spec, const RunArgs& args, const Status& st, const RunStats& stats,
+           const RunTotals& totals) {
+  nlohmann::json summary = Summary(spec, stats, totals);
+  if (!st.ok()) {
+    summary["exit"] = "failed";
+    summary["error"] = st.message();
+  }
+  if (!args.summary_path.empty()) {
+    std::ofstream out(args.summary_path, std::ios::trunc);
+    out << summary.dump(2) << "\n";
+    if (!out) {
+      std::cerr << "onceflow: error: cannot write summary to '" << args.summary_path << "'\n";
+      if (st.ok()) return kExitFailed;
+    }
+  }
+  if (args.json) std::cout << summary.dump() << std::endl;
+  if (!st.ok()) {
+    spdlog::error("{}", st.message());
+    return ExitCodeFor(st);
+  }
+  spdlog::info("{}: {} events in {:.2f}s ({}{})", spec.name, stats.source_events, stats.wall_s,
+               stats.exit_reason,
+               totals.checkpoints.count > 0
+                   ? ", " + std::to_string(totals.checkpoints.count) + " checkpoints"
+                   : std::string());
+  if (stats.signal != 0) return 128 + stats.signal;
+  return kExitOk;
 }
 
 }  // namespace
 
 Command RegisterRun(CLI::App& app, const Registry& registry) {
-  struct Args {
-    std::string file;
-    LoadOptions load;
-    bool fresh = false;
-    std::string from_checkpoint;
-    bool allow_topology_change = false;
-    std::string chaos;
-    uint64_t max_events = 0;
-    std::string duration;
-    bool json = false;
-    std::string summary_path;
-  };
-  auto args = std::make_shared<Args>();
+  auto args = std::make_shared<RunArgs>();
   CLI::App* cmd = app.add_subcommand("run", "run (or resume) a pipeline");
   cmd->add_option("PIPELINE", args->file, "pipeline file")->required();
   AddLoadOptions(cmd, &args->load, /*with_run_overrides=*/true);
@@ -173,31 +422,10 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
                 << "' (use e.g. 250ms, 30s, 5m, 1h)\n";
       return kExitInvalid;
     }
-    // Checkpoints, replay and fault injection arrive with the checkpointing guarantees;
-    // refuse their flags rather than silently ignore them.
-    if (spec.semantics != Semantics::kAtMostOnce) {
-      std::cerr << "onceflow: error: semantics '" << SemanticsName(spec.semantics)
-                << "' is not supported yet by this version; run with --semantics at-most-once\n";
-      return kExitInvalid;
-    }
-    for (auto [flag, given] : {std::pair<const char*, bool>{"--from-checkpoint", !args->from_checkpoint.empty()},
-                               {"--allow-topology-change", args->allow_topology_change},
-                               {"--chaos", !args->chaos.empty()}}) {
-      if (given) {
-        std::cerr << "onceflow: error: " << flag
-                  << " is not supported yet by this version (it needs checkpoints)\n";
-        return kExitInvalid;
-      }
-    }
-    if (args->json) {
-      for (const NodeSpec& n : spec.nodes) {
-        if (n.kind == NodeKind::kSink && n.type == "stdout") {
-          std::cerr << "onceflow: error: --json is refused because sink '" << n.id
-                    << "' writes to stdout; use --summary PATH\n";
-          return kExitInvalid;
-        }
-      }
-    }
+    ChaosSpec chaos_spec;
+    if (!CheckRunFlags(spec, *args, &chaos_spec)) return kExitInvalid;
+    const bool checkpointing =
+        spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kSnapshot;
 
     Plan plan = BuildPlan(spec);
     InstallSignalHandlers();
@@ -205,37 +433,108 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
     ro.max_events = args->max_events;
     ro.duration_ms = duration_ms;
     ro.stop_signal = &g_stop_signal;
-    ro.fresh_start = true;  // at-most-once keeps no state between runs yet
-    Executor executor(spec, plan, registry, ro);
     RunStats stats;
-    Status st;
-    {
-      std::unique_ptr<StatusLine> line;
-      if (StatusLineEnabled()) line = std::make_unique<StatusLine>(executor);
-      st = executor.Run(&stats);
+    RunTotals totals;
+    if (!checkpointing) {
+      ro.fresh_start = true;  // at-most-once keeps no state between runs yet
+      Status st = RunOnce(spec, plan, registry, ro, &stats);
+      return Report(spec, *args, st, stats, totals);
     }
-    nlohmann::json summary = Summary(spec, stats);
-    if (!st.ok()) {
-      summary["exit"] = "failed";
-      summary["error"] = st.message();
-    }
-    if (!args->summary_path.empty()) {
-      std::ofstream out(args->summary_path, std::ios::trunc);
-      out << summary.dump(2) << "\n";
-      if (!out) {
-        std::cerr << "onceflow: error: cannot write summary to '" << args->summary_path << "'\n";
-        if (st.ok()) return kExitFailed;
-      }
-    }
-    if (args->json) std::cout << summary.dump() << std::endl;
+
+    std::unique_ptr<StateStore> store;
+    Status st = StateStore::Open(spec.state_path, spec.name, OpenMode{}, &store);
     if (!st.ok()) {
       spdlog::error("{}", st.message());
       return ExitCodeFor(st);
     }
-    spdlog::info("{}: {} events in {:.2f}s ({})", spec.name, stats.source_events, stats.wall_s,
-                 stats.exit_reason);
-    if (stats.signal != 0) return 128 + stats.signal;
-    return kExitOk;
+    Chaos chaos(chaos_spec);
+    StartPoint sp;
+    st = PrepareState(spec, *args, registry, store.get(), &chaos, &sp);
+    if (!st.ok()) {
+      spdlog::error("{}", st.message());
+      return ExitCodeFor(st);
+    }
+    if (sp.already_completed) {
+      std::cerr << "onceflow: " << spec.name << ": already completed (use --fresh to start over)\n";
+      return kExitOk;
+    }
+    if (sp.resume_from != 0) {
+      spdlog::info("{}: resuming from checkpoint {}", spec.name, sp.resume_from);
+    }
+    if (chaos.enabled()) spdlog::info("fault injection: {}", chaos_spec.ToString());
+
+    // Attempts: a transient failure ends one (every task stops), and the next restores
+    // every task from the latest complete checkpoint. --max-events and --duration count
+    // this invocation as a whole.
+    const auto t_start = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point t_fail;
+    RunStats total;
+    for (;;) {
+      SnapshotOptions so;
+      so.store = store.get();
+      so.registry = &registry;
+      so.chaos = &chaos;
+      so.resume_from = sp.resume_from;
+      so.interval_ms = spec.checkpoint_interval_ms;
+      so.retain = spec.checkpoint_retain;
+      so.skip_restore = sp.skip_restore;
+      SnapshotGuarantee guarantee(so);
+      ro.guarantee = &guarantee;
+      ro.chaos = &chaos;
+      ro.fresh_start = sp.resume_from == 0;
+      if (args->max_events != 0) ro.max_events = args->max_events - std::min(args->max_events, total.source_events);
+      if (duration_ms > 0) {
+        const auto used = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - t_start)
+                              .count();
+        ro.duration_ms = std::max<int64_t>(1, duration_ms - used);
+      }
+      const bool recovering = totals.recoveries > 0 && t_fail.time_since_epoch().count() != 0;
+      const auto t_attempt = std::chrono::steady_clock::now();
+      RunStats s;
+      st = RunOnce(spec, plan, registry, ro, &s);
+      if (recovering) {
+        const double ms =
+            std::chrono::duration<double, std::milli>(t_attempt - t_fail).count() + s.open_s * 1000;
+        totals.recovery_ms.push_back(ms);
+        totals.recovery_ms_total += ms;
+        t_fail = {};
+      }
+      Accumulate(s, &total);
+      const CheckpointTotals& c = guarantee.totals();
+      totals.checkpoints.count += c.count;
+      totals.checkpoints.total_ms += c.total_ms;
+      totals.checkpoints.max_ms = std::max(totals.checkpoints.max_ms, c.max_ms);
+      totals.checkpoints.total_bytes += c.total_bytes;
+      totals.checkpoints.total_alignment_ms += c.total_alignment_ms;
+      if (c.last_id != 0) totals.checkpoints.last_id = c.last_id;
+      if (st.code() != Status::Code::kTransient) break;
+      if (totals.recoveries >= spec.max_recoveries) {
+        st = Status::Runtime("gave up after " + std::to_string(totals.recoveries) +
+                             " recoveries (recovery.max_recoveries); last failure: " + st.message());
+        break;
+      }
+      if (g_stop_signal.load() != 0) {
+        st = Status::Runtime(st.message() + " (not recovered: the run was being stopped)");
+        break;
+      }
+      t_fail = std::chrono::steady_clock::now();
+      ++totals.recoveries;
+      Status ls = store->LatestCompleted(&sp.resume_from);
+      if (!ls.ok()) {
+        st = ls;
+        break;
+      }
+      spdlog::warn("{}; recovering from {} (recovery {})", st.message(),
+                   sp.resume_from != 0 ? "checkpoint " + std::to_string(sp.resume_from)
+                                       : std::string("the beginning"),
+                   totals.recoveries);
+      // New nodes restored nothing the first time; from now on their state is in the
+      // checkpoints like everyone else's.
+      sp.skip_restore.clear();
+    }
+    total.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    return Report(spec, *args, st, total, totals);
   };
 }
 

@@ -4,13 +4,19 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "CLI/CLI.hpp"
 #include "runtime/core/registry.h"
+#include "runtime/core/status.h"
 #include "runtime/spec/loader.h"
 #include "runtime/spec/pipeline_spec.h"
+
+namespace onceflow {
+class StateStore;
+}
 
 namespace onceflow::cli {
 
@@ -20,6 +26,8 @@ Command RegisterRun(CLI::App& app, const Registry& registry);
 Command RegisterValidate(CLI::App& app, const Registry& registry);
 Command RegisterGraph(CLI::App& app, const Registry& registry);
 Command RegisterOperators(CLI::App& app, const Registry& registry);
+Command RegisterCheckpoints(CLI::App& app, const Registry& registry);
+Command RegisterState(CLI::App& app, const Registry& registry);
 
 // Loads and validates a pipeline, printing every diagnostic (errors, warnings, notes) on
 // stderr. Returns false when there were errors (the caller exits 2).
@@ -29,5 +37,17 @@ bool LoadAndReport(const std::string& path, const LoadOptions& opts, const Regis
 // Adds the options shared by run/validate/graph (--set, --semantics, --mode, --state,
 // --checkpoint-interval) bound to `opts`.
 void AddLoadOptions(CLI::App* cmd, LoadOptions* opts, bool with_run_overrides);
+
+// Shared by `checkpoints` and `state` (defined in cmd_checkpoints.cc).
+// Prints "onceflow: error: MESSAGE" on stderr and returns the exit code of `st`.
+int ReportError(const Status& st);
+// Opens the state file read-only for any pipeline, refusing a missing file (no lock is
+// taken, nothing is created): what `checkpoints list|show` and `state get` read through.
+Status OpenStateForReading(const std::string& path, std::unique_ptr<StateStore>* store);
+// Resolves a checkpoint argument of a read command: "latest" (the head of the current
+// line) or the id of a complete checkpoint. Status::Invalid when `text` is neither a
+// positive number nor "latest"; Status::State "no checkpoint N in FILE" when there is no
+// such complete checkpoint (or no checkpoint at all, for "latest").
+Status ResolveCheckpoint(StateStore* store, const std::string& text, int64_t* id);
 
 }  // namespace onceflow::cli

@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
   reg(cli::RegisterValidate);
   reg(cli::RegisterGraph);
   reg(cli::RegisterOperators);
+  reg(cli::RegisterCheckpoints);
+  reg(cli::RegisterState);
 
   try {
     app.parse(argc, argv);

@@ -4,9 +4,16 @@
 // Open: missing parent folders are created. A fresh start (no checkpoint to resume)
 // truncates the file, as `>` would, and fsyncs its folder so the truncation survives a
 // power cut. A resumed run appends; it first cuts a torn last line (the tail of a write
-// that a crash interrupted) back to the last newline. (Under effectively-once the
-// executor additionally cuts the file back to the length its checkpoint recorded.) A csv
-// file that already has content keeps its header: rows follow its columns.
+// that a crash interrupted) back to the last newline. A resume from a checkpoint that
+// recorded this file's length (NodeContext::resume_length) instead cuts the file back to
+// exactly that length — what was appended after the checkpoint is written again by the
+// replay — and refuses (Status::State) a file shorter than that: it lost committed output.
+// If the checkpoint recorded another path (the path was changed with --set), the new file
+// starts empty. A csv file that already has content keeps its header: rows follow its
+// columns.
+//
+// PreCommit (at each checkpoint barrier): writes the buffer out, fdatasyncs, and reports
+// the path and length, which the checkpoint records.
 //
 // Threading: one instance (max_parallelism 1), called from its task thread only.
 #include <fcntl.h>
@@ -59,16 +66,37 @@ class FileSink : public EncodingSink {
     bool existed = ::stat(path_.c_str(), &st) == 0;
     // O_RDWR: a resumed run reads the torn tail and the csv header back.
     int flags = O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC;
-    if (ctx.fresh_start) flags |= O_TRUNC;
+    const bool cut_to_checkpoint = !ctx.fresh_start && ctx.resume_length >= 0;
+    const bool empty_it =
+        ctx.fresh_start || (cut_to_checkpoint && ctx.resume_path != path_);
+    if (empty_it) flags |= O_TRUNC;
+    if (cut_to_checkpoint && !empty_it && !existed) {
+      return Status::State("output file '" + path_ + "' is missing, but checkpoint holds " +
+                           std::to_string(ctx.resume_length) +
+                           " bytes of it (use --fresh to start over)");
+    }
     fd_ = ::open(path_.c_str(), flags, 0666);
     if (fd_ < 0) return Status::IOError(FileErrorMessage("open", path_, errno));
-    if (ctx.fresh_start || !existed) {
+    if (empty_it || !existed) {
       // The new or emptied file must stay so after a power cut.
       ONCEFLOW_RETURN_IF_ERROR(FsyncParentDir(path_));
       return Status::Ok();
     }
-    ONCEFLOW_RETURN_IF_ERROR(CutTornLine());
+    if (cut_to_checkpoint) {
+      ONCEFLOW_RETURN_IF_ERROR(CutTo(ctx.resume_length));
+    } else {
+      ONCEFLOW_RETURN_IF_ERROR(CutTornLine());
+    }
     if (format_ == Format::kCsv) ONCEFLOW_RETURN_IF_ERROR(ReadCsvHeader());
+    return Status::Ok();
+  }
+
+  Status PreCommit(SinkPreCommit* out) override {
+    ONCEFLOW_RETURN_IF_ERROR(Flush(true));
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return Status::IOError(FileErrorMessage("stat", path_, errno));
+    out->path = path_;
+    out->length = st.st_size;
     return Status::Ok();
   }
 
@@ -83,6 +111,25 @@ class FileSink : public EncodingSink {
   }
 
  private:
+  // Cuts the file back to `length`, the length a checkpoint recorded (and synced).
+  Status CutTo(int64_t length) {
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return Status::IOError(FileErrorMessage("stat", path_, errno));
+    if (st.st_size < length) {
+      return Status::State("output file '" + path_ + "' has " + std::to_string(st.st_size) +
+                           " bytes, fewer than the " + std::to_string(length) +
+                           " its checkpoint committed: it was truncated or replaced outside "
+                           "onceflow (use --fresh to start over)");
+    }
+    if (st.st_size == length) return Status::Ok();
+    spdlog::info("{}: cutting {} bytes written after the checkpoint", what_,
+                 static_cast<long long>(st.st_size - length));
+    if (::ftruncate(fd_, length) != 0 || ::fdatasync(fd_) != 0) {
+      return Status::IOError(FileErrorMessage("truncate", path_, errno));
+    }
+    return Status::Ok();
+  }
+
   // Cuts a last line without its newline: it is the torn tail of an interrupted write.
   Status CutTornLine() {
     struct stat st;

@@ -19,8 +19,20 @@
 // Durability: WAL mode. Flush(false) commits with synchronous=NORMAL (atomic; may be lost
 // on a power cut, never torn); Flush(true) — the executor's checkpoint/end flush —
 // commits with synchronous=FULL so the rows are on disk when it returns. A fresh start
-// empties the table (DELETE FROM) at Open. The effectively-once protocol (rows staged in
-// the checkpoint, applied with an epoch marker) is driven by the executor.
+// empties the table (DELETE FROM) at Open.
+//
+// Two-phase commit (effectively-once / snapshot, NodeContext::two_phase): Write buffers
+// as above but Flush writes nothing; at each checkpoint barrier PreCommit hands the
+// epoch's rows over (key.h EncodeRecord bytes, keyed rows merged and in key order) and
+// the host stages them inside the checkpoint's own transaction in the state file. Once
+// that checkpoint is complete the host calls ApplyEpoch, which writes the rows and a
+// marker row (lineage, node, epoch) in `onceflow_applied_epochs` in ONE transaction of
+// this database, committed with synchronous=FULL; an epoch whose marker exists is
+// skipped. Why a marker: SQLite is not atomic across two databases in WAL mode (an
+// ATTACHed database's commit is atomic per file, not together), so the state file's
+// checkpoint and this database can never commit as one; the marker makes applying an
+// epoch idempotent instead, and recovery rolls forward — it re-applies every staged epoch
+// of a complete checkpoint, and the ones already applied are no-ops.
 //
 // Threading: one instance (max_parallelism 1), called from its task thread only; the
 // connection is opened with SQLITE_OPEN_NOMUTEX for that reason.
@@ -34,6 +46,7 @@
 #include "operators/defs.h"
 #include "operators/ops/keyed.h"
 #include "operators/sinks/fs_util.h"
+#include "runtime/core/key.h"
 
 namespace onceflow::ops {
 
@@ -90,7 +103,8 @@ const char* SqlType(const Value& v) {
 class SqliteSink : public Sink {
  public:
   explicit SqliteSink(const NodeSpec& spec)
-      : path_(spec.options.GetPath("path")),
+      : node_(spec.id),
+        path_(spec.options.GetPath("path")),
         table_(spec.options.GetString("table")),
         key_(Given(spec.options, "key") ? spec.options.GetList("key") : std::vector<std::string>{}) {}
 
@@ -98,6 +112,7 @@ class SqliteSink : public Sink {
 
   Status Open(NodeContext& ctx) override {
     ctx_ = &ctx;
+    two_phase_ = ctx.two_phase;
     if (!ValidTableName(table_)) {
       return Status::Invalid("sqlite: table name '" + table_ + "' is not [A-Za-z_][A-Za-z0-9_]*");
     }
@@ -177,6 +192,7 @@ class SqliteSink : public Sink {
   }
 
   Status Flush(bool durable) override {
+    if (two_phase_) return Status::Ok();  // the rows wait for their checkpoint
     if (pending_.empty() && pending_keyed_.empty()) return Status::Ok();
     ONCEFLOW_RETURN_IF_ERROR(SetSynchronous(durable));
     ONCEFLOW_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
@@ -195,6 +211,51 @@ class SqliteSink : public Sink {
     return Status::Ok();
   }
 
+  Status PreCommit(SinkPreCommit* out) override {
+    if (!two_phase_) return Flush(true);
+    out->rows.clear();
+    ForEachPending([&](const Record& rec) {
+      out->rows.emplace_back();
+      EncodeRecord(rec, &out->rows.back());
+      return Status::Ok();
+    });
+    pending_.clear();
+    pending_keyed_.clear();
+    return Status::Ok();
+  }
+
+  Status ApplyEpoch(const std::string& lineage, int64_t epoch,
+                    const std::vector<std::string>& rows) override {
+    ONCEFLOW_RETURN_IF_ERROR(Exec(
+        "CREATE TABLE IF NOT EXISTS onceflow_applied_epochs (lineage TEXT NOT NULL, node TEXT "
+        "NOT NULL, epoch INTEGER NOT NULL, applied_ms INTEGER, PRIMARY KEY(lineage, node, "
+        "epoch)) WITHOUT ROWID"));
+    ONCEFLOW_RETURN_IF_ERROR(SetSynchronous(true));
+    ONCEFLOW_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    bool applied = false;
+    Status st = MarkEpoch(lineage, epoch, &applied);
+    if (st.ok() && !applied) {
+      for (const std::string& bytes : rows) {
+        Record rec;
+        if (!DecodeRecord(bytes, &rec)) {
+          st = Status::State("sqlite sink '" + node_ + "': a staged row of epoch " +
+                             std::to_string(epoch) + " is corrupt");
+          break;
+        }
+        st = WriteRow(rec);
+        if (!st.ok()) break;
+      }
+    }
+    if (st.ok()) st = Exec("COMMIT");
+    if (!st.ok()) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      Status reload = LoadColumns();
+      (void)reload;
+      FinalizeInsert();
+    }
+    return st;
+  }
+
   Status Close() override {
     CloseDb();
     return Status::Ok();
@@ -202,16 +263,43 @@ class SqliteSink : public Sink {
 
  private:
   Status WritePending() {
+    return ForEachPending([this](const Record& rec) { return WriteRow(rec); });
+  }
+
+  // Visits the buffered rows in write order: with a key, the last record of each key in
+  // key order; without, every record in arrival order.
+  template <typename F>
+  Status ForEachPending(F&& fn) {
     if (!key_.empty()) {
       std::vector<const std::pair<const std::string, Record>*> order;
       order.reserve(pending_keyed_.size());
       for (const auto& e : pending_keyed_) order.push_back(&e);
       std::sort(order.begin(), order.end(),
                 [](const auto* a, const auto* b) { return a->first < b->first; });
-      for (const auto* e : order) ONCEFLOW_RETURN_IF_ERROR(WriteRow(e->second));
+      for (const auto* e : order) ONCEFLOW_RETURN_IF_ERROR(fn(e->second));
     } else {
-      for (const Record& rec : pending_) ONCEFLOW_RETURN_IF_ERROR(WriteRow(rec));
+      for (const Record& rec : pending_) ONCEFLOW_RETURN_IF_ERROR(fn(rec));
     }
+    return Status::Ok();
+  }
+
+  // Inside a transaction: *applied = the marker of (lineage, node, epoch) existed;
+  // otherwise inserts it.
+  Status MarkEpoch(const std::string& lineage, int64_t epoch, bool* applied) {
+    sqlite3_stmt* stmt = nullptr;
+    const char* sql =
+        "INSERT INTO onceflow_applied_epochs (lineage, node, epoch, applied_ms) VALUES (?, ?, "
+        "?, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)) ON CONFLICT DO NOTHING";
+    if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+      return SqlError("record an applied epoch in");
+    }
+    sqlite3_bind_text(stmt, 1, lineage.data(), static_cast<int>(lineage.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt, 2, node_.data(), static_cast<int>(node_.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 3, epoch);
+    int rc = sqlite3_step(stmt);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE) return SqlError("record an applied epoch in");
+    *applied = sqlite3_changes(db_) == 0;
     return Status::Ok();
   }
 
@@ -394,8 +482,9 @@ class SqliteSink : public Sink {
     sync_full_ = -1;
   }
 
-  std::string path_, table_;
+  std::string node_, path_, table_;
   std::vector<std::string> key_;
+  bool two_phase_ = false;
   NodeContext* ctx_ = nullptr;
   sqlite3* db_ = nullptr;
   sqlite3_stmt* insert_ = nullptr;
@@ -448,6 +537,7 @@ NodeTypeDef SqliteSinkDef() {
     return "";
   };
   d.make_sink = [](const NodeSpec& spec) { return std::make_unique<SqliteSink>(spec); };
+  d.two_phase = true;
   return d;
 }
 

@@ -141,6 +141,23 @@ bool EncodeKey(const Record& rec, const std::vector<std::string>& fields, std::s
   return true;
 }
 
+void EncodeRecord(const Record& rec, std::string* out) {
+  for (const auto& f : rec) {
+    PutEscaped(f.first, out);
+    EncodeValue(f.second, out);
+  }
+}
+
+bool DecodeRecord(std::string_view bytes, Record* rec) {
+  std::string name;
+  while (!bytes.empty()) {
+    Value v;
+    if (!GetEscaped(&bytes, &name) || !DecodeValue(&bytes, &v)) return false;
+    rec->Append(name, std::move(v));
+  }
+  return true;
+}
+
 bool DecodeKey(std::string_view key, const std::vector<std::string>& fields, Record* rec) {
   for (const auto& f : fields) {
     Value v;

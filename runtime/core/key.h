@@ -24,6 +24,11 @@ bool DecodeKey(std::string_view key, const std::vector<std::string>& fields, Rec
 // Encodes/decodes one value (also used for stored state values).
 void EncodeValue(const Value& v, std::string* out);
 bool DecodeValue(std::string_view* in, Value* v);
+// A whole record (field names and values, in order), self-contained: for rows a
+// two-phase sink holds back in a checkpoint. DecodeRecord appends the fields to *rec and
+// returns false on bad bytes.
+void EncodeRecord(const Record& rec, std::string* out);
+bool DecodeRecord(std::string_view bytes, Record* rec);
 
 // 64-bit hash, stable across processes (wyhash-style mixing).
 uint64_t StableHash(std::string_view bytes);

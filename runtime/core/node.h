@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "runtime/core/record.h"
 #include "runtime/core/status.h"
@@ -70,6 +71,18 @@ struct NodeContext {
   NodeMetrics* metrics = nullptr;
   // True when this run starts from the beginning (no resume): sinks truncate their output.
   bool fresh_start = true;
+  // Sinks, on a resume from a checkpoint that recorded this instance's output: the file it
+  // wrote and its length then. A `file` sink cuts that file back to the length (the part
+  // after it was written after the checkpoint and will be written again); a file shorter
+  // than that is corruption. A sink whose path differs starts its new file empty.
+  // resume_length < 0: nothing recorded.
+  std::string resume_path;
+  int64_t resume_length = -1;
+  // Sinks: hold output back until the guarantee commits it (two-phase commit under
+  // effectively-once/snapshot): Write buffers, Flush writes nothing, PreCommit hands the
+  // epoch's output over, and the host applies it through ApplyEpoch once the checkpoint
+  // is complete. Only set for sinks whose type supports it (NodeTypeDef::two_phase).
+  bool two_phase = false;
 };
 
 // A position in a source's input, recorded with checkpoints and used to rewind.
@@ -107,6 +120,15 @@ class Operator {
   virtual Status Close() { return Status::Ok(); }
 };
 
+// What a sink makes durable at a checkpoint barrier (Sink::PreCommit).
+struct SinkPreCommit {
+  std::string path;      // a file sink: the file it writes
+  int64_t length = -1;   // ... and its length, synced to disk; -1: not a file
+  // Two-phase sinks: the output held back since the previous barrier, as self-contained
+  // rows that ApplyEpoch (of any instance of the same node spec) can write later.
+  std::vector<std::string> rows;
+};
+
 class Sink {
  public:
   virtual ~Sink() = default;
@@ -118,6 +140,19 @@ class Sink {
   // Flushes buffered output; with `durable`, also makes it durable (fsync / commit).
   virtual Status Flush(bool durable) = 0;
   virtual Status Close() = 0;
+  // At a checkpoint barrier: makes everything written so far durable and describes it in
+  // *out (a file's synced length; a two-phase sink's held-back rows, which it then
+  // forgets). The default is Flush(true).
+  virtual Status PreCommit(SinkPreCommit* out) { return Flush(true); }
+  // Two-phase sinks: writes `rows` (from PreCommit) as epoch `epoch` of lineage `lineage`,
+  // exactly once: the sink records the epoch in its own output atomically with the rows,
+  // and an epoch already recorded is skipped. Called by the host on an instance opened
+  // with fresh_start = false and two_phase = false, possibly in another process than the
+  // one that produced the rows (recovery rolls forward).
+  virtual Status ApplyEpoch(const std::string& lineage, int64_t epoch,
+                            const std::vector<std::string>& rows) {
+    return Status::Runtime("this sink does not commit in two phases");
+  }
 };
 
 }  // namespace onceflow

@@ -64,6 +64,9 @@ struct NodeTypeDef {
   // What this sink can guarantee end to end, as `validate` prints it; empty for
   // non-sinks. E.g. "at-least-once at best — stdout cannot take output back".
   std::function<std::string(Semantics)> sink_guarantee;
+  // Sinks that can hold their output back until a checkpoint completes and then apply it
+  // exactly once (Sink::PreCommit rows + Sink::ApplyEpoch): the `sqlite` sink.
+  bool two_phase = false;
 };
 
 // The options every node takes, whatever its type (parallelism, on_error, dead_letter,

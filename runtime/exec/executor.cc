@@ -14,6 +14,23 @@
 //   4. Run()'s thread watches for stop requests (signal, --duration) every 20 ms and joins
 //      every thread before returning.
 //
+// Checkpoints (guarantees with snapshots()): a source task injects barrier n when the
+// guarantee asks for it (BarrierToInject, checked before each Read): it snapshots its
+// chain — source position, the changed keyed state of each operator, the sink's
+// pre-commit — hands the copy to the guarantee and pushes barrier n down every out
+// channel. A consumer task feeds barriers and ends to its BarrierAligner and stops
+// popping a channel while the aligner blocks it, so nothing is ever buffered; when n
+// arrived on every live channel it snapshots its chain the same way and forwards n.
+// Batches bypass the aligner (a popped batch always belongs to an unblocked channel).
+// A source that stops reading injects a barrier still pending (OnSourceEnd) before its
+// end, so a checkpoint in flight always completes on a clean stop. At its end every task
+// hands over a final snapshot (checkpoint 0) after Finish() and before its end goes
+// downstream.
+//
+// Fault injection (--chaos): operators with a `fail=` probability check each record
+// before Process (a transient failure the guarantee may recover from); sources count
+// events for crash=/crash-prob=; hazard points are passed at barriers and sink writes.
+//
 // Threading hazards handled here:
 //   * A failure anywhere cancels every channel and notifier, which wakes every blocked
 //     producer and consumer; each thread then closes its own nodes and exits. Nothing is
@@ -32,6 +49,7 @@
 #include <mutex>
 #include <thread>
 
+#include "runtime/chaos/chaos.h"
 #include "runtime/exec/channel.h"
 #include "runtime/exec/error_handler.h"
 #include "runtime/guarantees/at_most_once.h"
@@ -69,6 +87,7 @@ struct Member {
   NodeContext ctx;
   RecordBatch out;  // reused output batch (clear() keeps its capacity)
   bool opened = false;
+  double fail_p = 0;  // --chaos fail= probability of this operator (0: never checked)
 };
 
 struct InChannel {
@@ -97,6 +116,7 @@ struct Task {
   bool sink_dirty = false;  // the tail sink has unflushed writes
   Clock::time_point last_flush;
   bool exhausted = false;  // source heads: Read() reported the end
+  uint64_t injected = 0;   // source heads: the newest barrier injected
   std::thread thread;
 };
 
@@ -127,6 +147,7 @@ struct Executor::Impl {
 
   // ---- run control ----
   Clock::time_point start_time;      // written once by Run(), then `timing` is set
+  double open_s = 0;                 // Run thread only
   std::atomic<bool> started{false};  // Run() entered (guards against a second call)
   std::atomic<bool> timing{false};   // start_time valid: Progress() may read it
   std::atomic<bool> stop_requested{false};
@@ -171,6 +192,13 @@ struct Executor::Impl {
   Status ProcessFrom(Task& t, size_t first, int port, RecordBatch& batch);
   Status RouteOut(Task& t, RecordBatch& batch);
   Status MaybeFlushSink(Task& t, bool force);
+  Status InjectBarrier(Task& t, uint64_t id);
+  Status Snapshot(Task& t, uint64_t id, int64_t alignment_ns);
+  Status ForwardBarrier(Task& t, uint64_t id);
+  Status InjectFailures(Member& m, const RecordBatch& batch);
+  void Passage(HazardPoint point);
+  [[noreturn]] void Crash();
+  bool chaos_on() const { return opt.chaos != nullptr && opt.chaos->enabled(); }
   size_t ClaimEvents(size_t want);
   void RequestStop(int reason, int signal);
   void Fail(int node, int instance, const Status& st);
@@ -257,6 +285,11 @@ void Executor::Impl::Setup() {
       m->ctx.errors = m->errors.get();
       m->ctx.metrics = m->metrics;
       m->ctx.fresh_start = opt.fresh_start;
+      if (ns.kind == NodeKind::kSink && guarantee->two_phase_sinks()) {
+        const NodeTypeDef* def = registry.Find(ns.kind, ns.type);
+        m->ctx.two_phase = def != nullptr && def->two_phase;
+      }
+      if (ns.kind == NodeKind::kOperator && chaos_on()) m->fail_p = opt.chaos->FailProbability(ns.id);
       t.members.push_back(std::move(m));
     }
     const int tail = chain.nodes.back();
@@ -308,12 +341,13 @@ void Executor::Impl::CancelAll() {
 
 void Executor::Impl::Fail(int node, int instance, const Status& st) {
   Status named = Named(node, st);
-  // The strategy decides; recovery needs executor support that lands with at-least-once
-  // (restore every task and rewind sources). Until then a request to recover cannot be
-  // honoured, and pretending otherwise would lose or repeat data silently.
-  if (guarantee->OnTaskFailure(node, instance, named) == FailureAction::kRecover) {
-    named = Status::Runtime(named.message() + " (the " + guarantee->name() +
-                            " guarantee asked to recover, which this executor cannot do yet)");
+  // The strategy decides. Recovery is global (every task restores the last complete
+  // checkpoint), so the executor does not recover in place: it stops every task and
+  // returns the failure with its code intact; the caller (cmd_run) builds a new executor
+  // that resumes from the checkpoint. kFailRun turns a transient failure into a plain one.
+  if (guarantee->OnTaskFailure(node, instance, named) == FailureAction::kFailRun &&
+      named.code() == Status::Code::kTransient) {
+    named = Status::Runtime(named.message());
   }
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -408,12 +442,17 @@ Status Executor::Impl::OpenMembers(Task& t) {
       return Status::Invalid("unknown " + std::string(NodeKindName(ns.kind)) + " type '" + ns.type +
                              "'");
     }
+    ONCEFLOW_RETURN_IF_ERROR(guarantee->BeforeOpen(m.node, t.instance, &m.ctx, &m.state));
     Status st;
     switch (ns.kind) {
       case NodeKind::kSource:
         if (def->make_source) m.source = def->make_source(ns);
         if (!m.source) return Status::Runtime("type '" + ns.type + "' made no source");
         st = m.source->Open(m.ctx);
+        if (st.ok()) {
+          m.opened = true;
+          st = guarantee->AfterOpen(m.node, t.instance, m.source.get());
+        }
         break;
       case NodeKind::kOperator:
         if (def->make_operator) m.op = def->make_operator(ns);
@@ -444,6 +483,8 @@ Status Executor::Impl::RunSource(Task& t) {
   while (!end) {
     if (cancelled.load(std::memory_order_acquire)) return Status::Cancelled("cancelled");
     if (stop_requested.load(std::memory_order_acquire)) break;
+    const uint64_t barrier = guarantee->BarrierToInject();
+    if (barrier > t.injected) ONCEFLOW_RETURN_IF_ERROR(InjectBarrier(t, barrier));
     size_t want = opt.batch_size;
     if (opt.max_events != 0) {
       want = ClaimEvents(want);
@@ -470,6 +511,12 @@ Status Executor::Impl::RunSource(Task& t) {
     if (!st.ok()) return st;
     if (got > 0) {
       idle_ms = 0;
+      if (chaos_on()) {
+        const std::string& id = NodeId(m.node);
+        for (const Record& r : m.out) {
+          if (opt.chaos->OnSourceEvent(id, r.origin.position)) Crash();
+        }
+      }
       ONCEFLOW_RETURN_IF_ERROR(
           guarantee->BeforeSourceBatch({m.node, t.instance, m.source.get(), got}));
       m.metrics->processed.fetch_add(got, std::memory_order_relaxed);
@@ -486,6 +533,9 @@ Status Executor::Impl::RunSource(Task& t) {
     }
   }
   t.exhausted = end;
+  // A checkpoint in flight must see this source's barrier before its end.
+  const uint64_t pending = guarantee->OnSourceEnd(t.index);
+  if (pending > t.injected) ONCEFLOW_RETURN_IF_ERROR(InjectBarrier(t, pending));
   return EndTask(t, end);
 }
 
@@ -494,49 +544,85 @@ Status Executor::Impl::RunConsumer(Task& t) {
   size_t next = 0;
   size_t ended = 0;
   bool all_exhausted = true;
+  Status cb_status;  // the first error raised inside an aligner callback
   Envelope env;
-  auto poll = [&]() -> InChannel* {
+  BarrierAligner::Callbacks callbacks;
+  callbacks.on_aligned = [&](uint64_t id, int64_t alignment_ns) {
+    if (!cb_status.ok()) return;
+    cb_status = Snapshot(t, id, alignment_ns);
+    if (cb_status.ok()) cb_status = ForwardBarrier(t, id);
+  };
+  callbacks.on_abort = [&](uint64_t id) {
+    // Never happens while blocked channels are not popped and one checkpoint is in
+    // flight at a time; if it did, the checkpoint could not complete.
+    if (cb_status.ok()) {
+      cb_status = Status::Transient("checkpoint " + std::to_string(id) + " abandoned by a task");
+    }
+  };
+  callbacks.deliver = [&](int c, Envelope& e) {
+    if (!cb_status.ok()) return;
+    InChannel& in = t.inputs[c];
+    switch (e.kind) {
+      case Envelope::Kind::kBatch:
+        if (!e.batch.empty()) cb_status = ProcessFrom(t, 0, in.port, e.batch);
+        break;
+      case Envelope::Kind::kEnd:
+        in.ended = true;
+        ++ended;
+        if (!e.exhausted) all_exhausted = false;
+        break;
+      case Envelope::Kind::kWatermark:
+      case Envelope::Kind::kBarrier:
+        // Watermarks belong to windows, which do not exist yet; barriers never reach here.
+        break;
+    }
+  };
+  callbacks.now_ns = [] {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+        .count();
+  };
+  BarrierAligner aligner(static_cast<int>(n), {guarantee->alignment(), 1024}, callbacks);
+
+  auto poll = [&]() -> int {
     for (size_t k = 0; k < n; ++k) {
       size_t c = next + k;
       if (c >= n) c -= n;
       InChannel& in = t.inputs[c];
-      if (in.ended) continue;
+      if (in.ended || aligner.IsBlocked(static_cast<int>(c))) continue;
       if (in.channel->TryPop(&env)) {
         next = c + 1 == n ? 0 : c + 1;  // fairness: the next poll starts after this one
-        return &in;
+        return static_cast<int>(c);
       }
     }
-    return nullptr;
+    return -1;
   };
   while (ended < n) {
-    InChannel* in = poll();
-    if (in == nullptr) {
+    int c = poll();
+    if (c < 0) {
       if (cancelled.load(std::memory_order_acquire)) return Status::Cancelled("cancelled");
       // Nothing queued: a good moment to hand the sink's buffer to the OS.
       ONCEFLOW_RETURN_IF_ERROR(MaybeFlushSink(t, true));
       // Notifier protocol (channel.h): take the epoch, poll once more, then sleep.
       uint64_t epoch = t.notifier.Epoch();
-      in = poll();
-      if (in == nullptr) {
+      c = poll();
+      if (c < 0) {
         if (!t.notifier.Wait(epoch)) return Status::Cancelled("cancelled");
         continue;
       }
     }
-    switch (env.kind) {
-      case Envelope::Kind::kBatch:
-        if (!env.batch.empty()) ONCEFLOW_RETURN_IF_ERROR(ProcessFrom(t, 0, in->port, env.batch));
-        break;
-      case Envelope::Kind::kEnd:
-        in->ended = true;
-        ++ended;
-        if (!env.exhausted) all_exhausted = false;
-        break;
-      case Envelope::Kind::kBarrier:
-      case Envelope::Kind::kWatermark:
-        // Produced by guarantees and windows that do not exist yet; their handling
-        // (alignment, watermark min over channels) belongs here when they land.
-        break;
+    if (env.kind == Envelope::Kind::kBatch) {
+      // The hot path: a popped channel is never blocked, so the aligner would deliver the
+      // batch at once; skip it and keep the envelope's vector for recycling.
+      if (!env.batch.empty()) ONCEFLOW_RETURN_IF_ERROR(ProcessFrom(t, 0, t.inputs[c].port, env.batch));
+      continue;
     }
+    Envelope control;
+    control.kind = env.kind;
+    control.id = env.id;
+    control.ts = env.ts;
+    control.exhausted = env.exhausted;
+    aligner.OnEnvelope(c, std::move(control));
+    ONCEFLOW_RETURN_IF_ERROR(cb_status);
   }
   return EndTask(t, all_exhausted);
 }
@@ -558,9 +644,12 @@ Status Executor::Impl::EndTask(Task& t, bool exhausted) {
       }
     }
   }
-  // A stopped run still makes what reached the sink durable.
+  // A stopped run still makes what reached the sink durable; a checkpointing guarantee
+  // also gets the task's final snapshot (it commits them all as the final checkpoint).
   Member& tail = *t.members.back();
-  if (tail.kind == NodeKind::kSink) {
+  if (guarantee->snapshots()) {
+    ONCEFLOW_RETURN_IF_ERROR(Snapshot(t, 0, 0));
+  } else if (tail.kind == NodeKind::kSink) {
     t.current = static_cast<int>(t.members.size() - 1);
     ONCEFLOW_RETURN_IF_ERROR(tail.sink->Flush(true));
     t.sink_dirty = false;
@@ -588,8 +677,11 @@ Status Executor::Impl::ProcessFrom(Task& t, size_t first, int port, RecordBatch&
       m.metrics->processed.fetch_add(n, std::memory_order_relaxed);
       m.metrics->emitted.fetch_add(n, std::memory_order_relaxed);
       t.sink_dirty = true;
-      return MaybeFlushSink(t, false);
+      Status st = MaybeFlushSink(t, false);
+      if (chaos_on()) Passage(HazardPoint::kAfterSinkWrite);
+      return st;
     }
+    if (m.fail_p > 0) ONCEFLOW_RETURN_IF_ERROR(InjectFailures(m, *cur));
     m.out.clear();
     Emitter em(&m.out);
     ONCEFLOW_RETURN_IF_ERROR(m.op->Process(port, *cur, em));
@@ -637,6 +729,90 @@ Status Executor::Impl::MaybeFlushSink(Task& t, bool force) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Checkpoints and fault injection
+
+Status Executor::Impl::InjectBarrier(Task& t, uint64_t id) {
+  if (chaos_on()) Passage(HazardPoint::kBeforeBarrier);
+  ONCEFLOW_RETURN_IF_ERROR(Snapshot(t, id, 0));
+  t.injected = id;
+  return ForwardBarrier(t, id);
+}
+
+// Copies what checkpoint `id` (0: the task's final snapshot) needs from every member of
+// the chain and hands it to the guarantee. Runs between batches, so the state is exactly
+// the effect of every record before the barrier.
+Status Executor::Impl::Snapshot(Task& t, uint64_t id, int64_t alignment_ns) {
+  TaskSnapshot snap;
+  snap.task = t.index;
+  snap.alignment_ns = alignment_ns;
+  for (size_t k = 0; k < t.members.size(); ++k) {
+    Member& m = *t.members[k];
+    t.current = static_cast<int>(k);
+    switch (m.kind) {
+      case NodeKind::kSource:
+        snap.sources.push_back({m.node, t.instance, m.source->Position()});
+        break;
+      case NodeKind::kOperator: {
+        const uint64_t since = m.state.epoch();
+        m.state.CollectChanges(since, [&](std::string_view key, const StateValue* value) {
+          TaskSnapshot::StateChange c;
+          c.node = m.node;
+          c.key.assign(key.data(), key.size());
+          if (value != nullptr) c.value = *value;
+          snap.state.push_back(std::move(c));
+        });
+        m.state.SetEpoch(since + 1);
+        break;
+      }
+      case NodeKind::kSink: {
+        TaskSnapshot::SinkSnap s{m.node, t.instance, {}};
+        ONCEFLOW_RETURN_IF_ERROR(m.sink->PreCommit(&s.pre_commit));
+        t.sink_dirty = false;
+        t.last_flush = Clock::now();
+        snap.sinks.push_back(std::move(s));
+        break;
+      }
+    }
+  }
+  return guarantee->OnSnapshot(id, std::move(snap));
+}
+
+Status Executor::Impl::ForwardBarrier(Task& t, uint64_t id) {
+  for (OutRoute& r : t.outs) {
+    for (Channel* c : r.destinations) {
+      t.scratch.kind = Envelope::Kind::kBarrier;
+      t.scratch.id = id;
+      t.scratch.batch.clear();
+      const bool pushed = c->Push(&t.scratch);
+      t.scratch.kind = Envelope::Kind::kBatch;
+      if (!pushed) return Status::Cancelled("cancelled");
+    }
+  }
+  if (chaos_on()) Passage(HazardPoint::kAfterBarrier);
+  return Status::Ok();
+}
+
+Status Executor::Impl::InjectFailures(Member& m, const RecordBatch& batch) {
+  const std::string& id = NodeId(m.node);
+  for (const Record& r : batch) {
+    if (opt.chaos->ShouldFail(id, r.origin.position)) {
+      return Status::Transient("injected failure (--chaos fail=" + id + ") on the record at " +
+                               "source position " + std::to_string(r.origin.position));
+    }
+  }
+  return Status::Ok();
+}
+
+void Executor::Impl::Passage(HazardPoint point) {
+  if (opt.chaos->Passage(point)) Crash();
+}
+
+void Executor::Impl::Crash() {
+  guarantee->PersistBeforeCrash();
+  CrashNow();
+}
+
+// ---------------------------------------------------------------------------------------
 // Executor
 
 Executor::Executor(const PipelineSpec& spec, const Plan& plan, const Registry& registry,
@@ -657,7 +833,9 @@ Status Executor::Run(RunStats* stats) {
   x.start_time = Clock::now();
   x.timing.store(true, std::memory_order_release);
 
-  Status st = x.guarantee->Start({&x.spec, &x.plan});
+  int task_count = 0;
+  for (const Chain& c : x.plan.chains) task_count += c.parallelism;
+  Status st = x.guarantee->Start({&x.spec, &x.plan, task_count});
   if (st.ok()) {
     x.Setup();
     x.open_errors.resize(x.tasks.size());
@@ -689,6 +867,7 @@ Status Executor::Run(RunStats* stats) {
       std::lock_guard<std::mutex> lock(x.mu);
       x.gate = Impl::Gate::kGo;
     }
+    x.open_s = std::chrono::duration<double>(Clock::now() - x.start_time).count();
     x.cv.notify_all();
 
     // Watch for stop requests until every task has exited.
@@ -750,6 +929,7 @@ Status Executor::Run(RunStats* stats) {
   }
 
   s.wall_s = std::chrono::duration<double>(Clock::now() - x.start_time).count();
+  s.open_s = x.open_s;
   s.source_events = x.source_events.load();
   for (size_t i = 0; i < x.spec.nodes.size(); ++i) {
     NodeStats ns;

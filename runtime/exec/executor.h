@@ -21,6 +21,7 @@
 
 namespace onceflow {
 
+class Chaos;
 class Guarantee;
 
 struct RunOptions {
@@ -32,8 +33,11 @@ struct RunOptions {
   const std::atomic<int>* stop_signal = nullptr;
   bool fresh_start = true;     // sinks truncate their outputs
   // The control-path strategy (runtime/guarantees/); must outlive Run(). nullptr means
-  // at-most-once (AtMostOnce), the only strategy implemented so far.
+  // at-most-once without a state file (AtMostOnce).
   Guarantee* guarantee = nullptr;
+  // Fault injection (--chaos); nullptr or a disabled Chaos injects nothing. Must outlive
+  // Run(); shared across the attempts of a run so a fault fires once per place.
+  Chaos* chaos = nullptr;
 };
 
 struct NodeStats {
@@ -49,6 +53,7 @@ struct RunStats {
   std::string exit_reason;
   int signal = 0;              // the signal that stopped the run, else 0
   double wall_s = 0;
+  double open_s = 0;           // Run() start until every node opened (restore included)
   uint64_t source_events = 0;  // Σ over sources
   std::vector<NodeStats> nodes;  // PipelineSpec::nodes order
 };

@@ -10,10 +10,22 @@
 //   OnTaskFailure     the failing task's thread: recover or fail the run.
 //   End               Run thread, once, after every task thread has been joined.
 //
-// Later guarantees hook in here too: at-least-once and snapshot inject barriers at
-// BeforeSourceBatch and act on Envelope::Kind::kBarrier in the executor's task loop
-// (alignment for snapshot), dedup wraps channels with sequence numbers. Growing this
-// interface is expected; what must not happen is mode checks scattered through the
+//   BeforeOpen        a task thread, before a node instance opens: restore its keyed
+//                     state and tell a sink where to resume (NodeContext fields).
+//   AfterOpen         a task thread, after a source instance opened: rewind it.
+//   BarrierToInject   a source task thread, before each Read: the newest checkpoint whose
+//                     barrier sources must inject (0: none). Sources inject it once.
+//   OnSourceEnd       a source task thread, when it stops reading for good (end of input
+//                     or a stop request): returns a barrier it must still inject before
+//                     its end travels downstream, so a checkpoint in flight completes.
+//   OnSnapshot        a task thread, at barrier n (after alignment, per alignment()): the
+//                     task's copy of its changed state, its sources' positions and its
+//                     sink's pre-commit. n = 0: the task's final snapshot at its end.
+//   PersistBeforeCrash any thread, just before a --chaos crash kills the process.
+//
+// Barriers travel as Envelope::Kind::kBarrier; the executor aligns them with a
+// BarrierAligner in the mode alignment() names. Dedup (sequence numbers per channel) will
+// grow this interface again; what must not happen is mode checks scattered through the
 // executor or the operators.
 //
 // Threading: BeforeSourceBatch may be called concurrently from several source threads
@@ -24,16 +36,46 @@
 #include <cstddef>
 #include <string>
 
+#include <cstdint>
+#include <optional>
+#include <vector>
+
 #include "runtime/core/node.h"
 #include "runtime/core/status.h"
+#include "runtime/guarantees/barrier_aligner.h"
 #include "runtime/plan/plan.h"
 #include "runtime/spec/pipeline_spec.h"
+#include "runtime/state/keyed_state.h"
 
 namespace onceflow {
 
 struct GuaranteeContext {
   const PipelineSpec* spec = nullptr;
   const Plan* plan = nullptr;
+  int tasks = 0;  // task threads of the run (Σ chain parallelism)
+};
+
+// What one task hands over at a barrier: copies, so the task resumes at once while the
+// guarantee's writer stores them.
+struct TaskSnapshot {
+  int task = 0;
+  struct StateChange {
+    int node = 0;
+    std::string key;                  // EncodeKey bytes
+    std::optional<StateValue> value;  // nullopt: the key was erased
+  };
+  struct SourceSnap {
+    int node = 0, instance = 0;
+    SourcePosition position;
+  };
+  struct SinkSnap {
+    int node = 0, instance = 0;
+    SinkPreCommit pre_commit;
+  };
+  std::vector<StateChange> state;
+  std::vector<SourceSnap> sources;
+  std::vector<SinkSnap> sinks;
+  int64_t alignment_ns = 0;
 };
 
 // A batch a source instance has just read and not yet processed.
@@ -66,6 +108,22 @@ class Guarantee {
   virtual FailureAction OnTaskFailure(int node, int instance, const Status& error) = 0;
   // May turn a successful run into a failed one (e.g. the final commit failed).
   virtual Status End(const RunEnd& end) = 0;
+
+  // ---- checkpointing guarantees (defaults: none) ----
+  // Whether tasks take snapshots at all (OnSnapshot calls, state change collection).
+  virtual bool snapshots() const { return false; }
+  virtual BarrierMode alignment() const { return BarrierMode::kAligned; }
+  // Sinks of two-phase types hold their output until checkpoints complete.
+  virtual bool two_phase_sinks() const { return false; }
+  virtual Status BeforeOpen(int node, int instance, NodeContext* ctx, KeyedState* state) {
+    return Status::Ok();
+  }
+  virtual Status AfterOpen(int node, int instance, Source* source) { return Status::Ok(); }
+  virtual uint64_t BarrierToInject() const { return 0; }
+  virtual uint64_t OnSourceEnd(int task) { return 0; }
+  // A non-Ok status fails the task (e.g. the checkpoint cannot be stored).
+  virtual Status OnSnapshot(uint64_t checkpoint, TaskSnapshot&& snapshot) { return Status::Ok(); }
+  virtual void PersistBeforeCrash() {}
 };
 
 }  // namespace onceflow

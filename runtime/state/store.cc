@@ -833,6 +833,8 @@ Status StateStore::CommitWriter(CheckpointWriter* w, CheckpointStatus status) {
     if (head == info.parent) {
       ONCEFLOW_RETURN_IF_ERROR(SetMetaOn(db_, path_, "head", std::to_string(w->id_)));
     }
+    w->bytes_written_ = bytes;
+    if (w->in_txn_hook_) w->in_txn_hook_();
     return Status::Ok();
   });
   if (!st.ok()) return st;
@@ -1016,6 +1018,14 @@ Status StateStore::DeleteStagedRows(int64_t id, const std::string& node) {
     q.Bind(1, id).Bind(2, node);
     return q.Step() == SQLITE_DONE ? Status::Ok() : Error("deleting staged rows");
   });
+}
+
+Status StateStore::StagedEpochs(std::vector<std::pair<int64_t, std::string>>* out) {
+  out->clear();
+  Stmt q(db_, "SELECT DISTINCT checkpoint, node FROM sink_staging ORDER BY checkpoint, node");
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) out->emplace_back(q.Int(0), q.Text(1));
+  return rc == SQLITE_DONE ? Status::Ok() : Error("reading staged epochs");
 }
 
 Status StateStore::Get(const std::string& node, std::string_view key, int64_t id,

@@ -123,6 +123,11 @@ class CheckpointWriter {
   void AddStagedRow(std::string_view node, int64_t seq, std::string row);
   // Optional statistics; duration defaults to now - created.
   void SetStats(int64_t events, int64_t duration_ms = -1, int64_t alignment_ms = 0);
+  // Fault injection (--chaos crash-at=in-checkpoint-txn): called inside the transaction,
+  // after everything is written and before COMMIT.
+  void SetInTransactionHook(std::function<void()> hook) { in_txn_hook_ = std::move(hook); }
+  // After a successful Commit: the bytes it wrote (keys + values + staged rows).
+  int64_t bytes_written() const { return bytes_written_; }
 
   // Writes everything and marks the checkpoint complete (`completed`, or `stopped` for a
   // final checkpoint of an interrupted run), then makes it the head of the current line.
@@ -152,6 +157,8 @@ class CheckpointWriter {
   std::vector<SinkCommit> sinks_;
   std::vector<StagedRow> staged_;
   int64_t events_ = 0, duration_ms_ = -1, alignment_ms_ = 0;
+  int64_t bytes_written_ = 0;
+  std::function<void()> in_txn_hook_;
 };
 
 class StateStore {
@@ -204,6 +211,10 @@ class StateStore {
                     const std::function<Status(int64_t seq, std::string_view row)>& fn);
   // Drops the staged rows of `node` for epoch `id` (after the sink applied them durably).
   Status DeleteStagedRows(int64_t id, const std::string& node);
+  // Every (epoch, node) that still has staged rows, by epoch.
+  Status StagedEpochs(std::vector<std::pair<int64_t, std::string>>* out);
+  // Checkpoint `id` and its ancestors through `parent` (its line of history), sorted.
+  Status Line(int64_t id, std::vector<int64_t>* ids);
   // The value of (node, key) at checkpoint `id` (0 = latest); *found false when the key is
   // absent or erased there.
   Status Get(const std::string& node, std::string_view key, int64_t id, std::string* value,
@@ -228,7 +239,6 @@ class StateStore {
   friend class CheckpointWriter;
   StateStore() = default;
   Status Exec(const char* sql);
-  Status Line(int64_t id, std::vector<int64_t>* ids);  // id and its ancestors, sorted
   Status LoadInfo(int64_t id, CheckpointInfo* info, bool* found);
   Status DeleteLocked(int64_t id);  // inside a transaction
   Status CommitWriter(CheckpointWriter* w, CheckpointStatus status);

@@ -246,7 +246,7 @@ nodes:
 
 
 @test
-def exactly_once_alias_note_and_unsupported_semantics():
+def exactly_once_alias_note_and_resume():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: exactly-once
@@ -257,10 +257,15 @@ nodes:
         p = run(["validate", y])
         expect_rc(p, 0)
         check("effectively-once" in p.stderr, "alias note on stderr: " + p.stderr)
-        p = run(["run", y])
+        p = run(["run", y, "-q"], cwd=d)
+        expect_rc(p, 0)
+        check(os.path.exists(os.path.join(d, "p.state.db")), "state file in the working directory")
+        p = run(["run", y], cwd=d)
+        expect_rc(p, 0)
+        check("already completed" in p.stderr, p.stderr)
+        p = run(["run", y, "--semantics", "at-least-once"], cwd=d)
         expect_rc(p, 2)
         check("not supported yet" in p.stderr, p.stderr)
-        check(not os.path.exists(os.path.join(d, "p.state.db")), "nothing created")
 
 
 @test

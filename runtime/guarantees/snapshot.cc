@@ -1,0 +1,416 @@
+// SnapshotGuarantee: see snapshot.h for the protocol.
+#include "runtime/guarantees/snapshot.h"
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include "runtime/plan/partitioner.h"
+#include "spdlog/spdlog.h"
+
+namespace onceflow {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+std::string Hex(std::string_view bytes) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+// A sink instance that applies staged epochs: opened like a resumed sink (never empties
+// its output), outside any task. Its Write never meets a data error (rows were checked
+// when they were first written), so an error here is a real failure.
+class ApplierErrors final : public ErrorHandler {
+ public:
+  explicit ApplierErrors(std::string node) : node_(std::move(node)) {}
+  Status OnRecordError(const Record&, std::string_view error) override {
+    return Status::Runtime("node '" + node_ + "': cannot apply a staged row: " + std::string(error));
+  }
+  Status OnRawError(const Origin&, std::string_view, std::string_view error) override {
+    return Status::Runtime("node '" + node_ + "': " + std::string(error));
+  }
+
+ private:
+  std::string node_;
+};
+
+}  // namespace
+
+// The sink instance (and what its NodeContext points at) that applies staged epochs.
+struct Applier {
+  explicit Applier(const NodeSpec& ns) : errors(ns.id) {}
+  NodeContext ctx;
+  NodeMetrics metrics;
+  KeyedState state;
+  ApplierErrors errors;
+  std::unique_ptr<Sink> sink;
+};
+
+static Status OpenApplier(const PipelineSpec& spec, int node, const Registry& registry,
+                          std::unique_ptr<Applier>* out) {
+  const NodeSpec& ns = spec.nodes[node];
+  const NodeTypeDef* def = registry.Find(ns.kind, ns.type);
+  if (def == nullptr || !def->make_sink || !def->two_phase) {
+    return Status::State("node '" + ns.id + "' has staged rows but its type '" + ns.type +
+                         "' does not commit in two phases (did the pipeline change?)");
+  }
+  auto a = std::make_unique<Applier>(ns);
+  a->ctx.pipeline = &spec;
+  a->ctx.spec = &ns;
+  a->ctx.node_index = node;
+  a->ctx.state = &a->state;
+  a->ctx.errors = &a->errors;
+  a->ctx.metrics = &a->metrics;
+  a->ctx.fresh_start = false;
+  a->ctx.two_phase = false;
+  a->sink = def->make_sink(ns);
+  ONCEFLOW_RETURN_IF_ERROR(a->sink->Open(a->ctx).WithContext("node '" + ns.id + "'"));
+  *out = std::move(a);
+  return Status::Ok();
+}
+
+Status RollForward(StateStore* store, const PipelineSpec& spec, const Registry& registry) {
+  std::vector<std::pair<int64_t, std::string>> staged;
+  ONCEFLOW_RETURN_IF_ERROR(store->StagedEpochs(&staged));
+  if (staged.empty()) return Status::Ok();
+  int64_t head = 0;
+  ONCEFLOW_RETURN_IF_ERROR(store->LatestCompleted(&head));
+  std::vector<int64_t> line;
+  if (head != 0) ONCEFLOW_RETURN_IF_ERROR(store->Line(head, &line));
+  std::map<int, std::unique_ptr<Applier>> appliers;
+  for (const auto& [epoch, node] : staged) {
+    const int idx = spec.NodeIndex(node);
+    const bool on_line = std::binary_search(line.begin(), line.end(), epoch);
+    if (on_line && idx >= 0) {
+      auto& a = appliers[idx];
+      if (!a) ONCEFLOW_RETURN_IF_ERROR(OpenApplier(spec, idx, registry, &a));
+      std::vector<std::string> rows;
+      ONCEFLOW_RETURN_IF_ERROR(store->StagedRows(epoch, node, [&](int64_t, std::string_view row) {
+        rows.emplace_back(row);
+        return Status::Ok();
+      }));
+      ONCEFLOW_RETURN_IF_ERROR(a->sink->ApplyEpoch(store->lineage_id(), epoch, rows)
+                                   .WithContext("node '" + node + "'"));
+      spdlog::info("node '{}': rolled checkpoint {} forward ({} rows; a no-op if it was applied)",
+                   node, epoch, rows.size());
+    } else if (on_line) {
+      spdlog::warn("dropping rows staged for node '{}' (checkpoint {}): no such node now", node,
+                   epoch);
+    }
+    ONCEFLOW_RETURN_IF_ERROR(store->DeleteStagedRows(epoch, node));
+  }
+  for (auto& [idx, a] : appliers) a->sink->Close();
+  return Status::Ok();
+}
+
+SnapshotGuarantee::SnapshotGuarantee(SnapshotOptions options) : options_(options) {}
+
+SnapshotGuarantee::~SnapshotGuarantee() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    failed_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  for (auto& [idx, a] : appliers_) a->sink->Close();
+}
+
+Status SnapshotGuarantee::Start(const GuaranteeContext& ctx) {
+  spec_ = ctx.spec;
+  plan_ = ctx.plan;
+  tasks_ = ctx.tasks;
+  if (options_.resume_from != 0) ONCEFLOW_RETURN_IF_ERROR(LoadRestore());
+  thread_ = std::thread([this] { Loop(); });
+  return Status::Ok();
+}
+
+Status SnapshotGuarantee::LoadRestore() {
+  StateStore* store = options_.store;
+  const int64_t id = options_.resume_from;
+  const int n = static_cast<int>(spec_->nodes.size());
+  restore_state_.assign(n, {});
+  for (int i = 0; i < n; ++i) {
+    const NodeSpec& ns = spec_->nodes[i];
+    if (ns.kind != NodeKind::kOperator) continue;
+    const int p = plan_->nodes[i].parallelism;
+    restore_state_[i].resize(p);
+    if (options_.skip_restore.count(ns.id)) continue;
+    // State is stored per key, not per instance: each key goes to the instance the hash
+    // partitioner sends that key to, whatever the parallelism was when it was written.
+    ONCEFLOW_RETURN_IF_ERROR(store->RestoreState(id, ns.id, [&](std::string_view key,
+                                                                std::string_view bytes) {
+      StateValue value;
+      if (!DecodeStateValue(bytes, &value)) {
+        return Status::State("state file " + store->path() + ": a value of node '" + ns.id +
+                             "' at checkpoint " + std::to_string(id) + " is corrupt");
+      }
+      const int inst = p == 1 ? 0 : HashDestination(key, p);
+      restore_state_[i][inst].emplace_back(std::string(key), std::move(value));
+      return Status::Ok();
+    }));
+  }
+  std::vector<SourceOffset> offsets;
+  ONCEFLOW_RETURN_IF_ERROR(store->SourceOffsets(id, &offsets));
+  std::map<int, int> per_source;
+  for (const SourceOffset& o : offsets) {
+    const int idx = spec_->NodeIndex(o.node);
+    if (idx < 0 || spec_->nodes[idx].kind != NodeKind::kSource) continue;
+    if (options_.skip_restore.count(o.node)) continue;
+    ++per_source[idx];
+    SourcePosition pos;
+    pos.name = o.name;
+    pos.offset = static_cast<uint64_t>(o.offset);
+    pos.count = static_cast<uint64_t>(o.count);
+    restore_offsets_[{idx, o.instance}] = pos;
+  }
+  for (const auto& [idx, count] : per_source) {
+    const int p = plan_->nodes[idx].parallelism;
+    if (count != p) {
+      return Status::State("source '" + spec_->nodes[idx].id + "' ran with parallelism " +
+                           std::to_string(count) + " at checkpoint " + std::to_string(id) +
+                           " and has " + std::to_string(p) +
+                           " now: a source's positions cannot be redistributed (restore its "
+                           "parallelism, or use --fresh)");
+    }
+  }
+  std::vector<SinkCommit> commits;
+  ONCEFLOW_RETURN_IF_ERROR(store->SinkCommits(id, &commits));
+  for (const SinkCommit& c : commits) {
+    const int idx = spec_->NodeIndex(c.node);
+    if (idx < 0 || spec_->nodes[idx].kind != NodeKind::kSink) continue;
+    if (options_.skip_restore.count(c.node)) continue;
+    restore_sinks_[{idx, c.instance}] = c;
+  }
+  return Status::Ok();
+}
+
+Status SnapshotGuarantee::BeforeOpen(int node, int instance, NodeContext* ctx, KeyedState* state) {
+  if (options_.resume_from == 0) return Status::Ok();
+  const NodeSpec& ns = spec_->nodes[node];
+  if (ns.kind == NodeKind::kSink) {
+    auto it = restore_sinks_.find({node, instance});
+    if (it != restore_sinks_.end()) {
+      ctx->resume_path = it->second.path;
+      ctx->resume_length = it->second.length;
+    } else {
+      // Not in the checkpoint (a sink added since): nothing of its output is committed.
+      ctx->resume_path.clear();
+      ctx->resume_length = 0;
+    }
+  } else if (ns.kind == NodeKind::kOperator) {
+    auto& keys = restore_state_[node][instance];
+    for (auto& [key, value] : keys) state->Restore(key, std::move(value));
+    std::vector<std::pair<std::string, StateValue>>().swap(keys);
+  }
+  return Status::Ok();
+}
+
+Status SnapshotGuarantee::AfterOpen(int node, int instance, Source* source) {
+  auto it = restore_offsets_.find({node, instance});
+  if (it == restore_offsets_.end()) return Status::Ok();  // a new source starts at the beginning
+  return source->Seek(it->second);
+}
+
+Status SnapshotGuarantee::BeforeSourceBatch(const SourceBatch&) {
+  if (!has_error_.load(std::memory_order_acquire)) return Status::Ok();
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
+FailureAction SnapshotGuarantee::OnTaskFailure(int, int, const Status& error) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    failed_ = true;
+  }
+  cv_.notify_all();
+  return error.code() == Status::Code::kTransient ? FailureAction::kRecover
+                                                  : FailureAction::kFailRun;
+}
+
+uint64_t SnapshotGuarantee::OnSourceEnd(int) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++sources_ended_;
+  return barrier_.load(std::memory_order_acquire);
+}
+
+Status SnapshotGuarantee::OnSnapshot(uint64_t checkpoint, TaskSnapshot&& snapshot) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (checkpoint == 0) {
+      final_snaps_.push_back(std::move(snapshot));
+      return Status::Ok();
+    }
+    if (checkpoint != inflight_) {
+      return Status::Runtime("barrier " + std::to_string(checkpoint) +
+                             " is not the checkpoint in flight (" + std::to_string(inflight_) + ")");
+    }
+    snaps_.push_back(std::move(snapshot));
+    if (++reports_ < tasks_) return Status::Ok();
+  }
+  cv_.notify_all();
+  return Status::Ok();
+}
+
+void SnapshotGuarantee::Loop() {
+  const auto interval = std::chrono::milliseconds(std::max<int64_t>(options_.interval_ms, 1));
+  std::unique_lock<std::mutex> lock(mu_);
+  auto next = Clock::now() + interval;
+  for (;;) {
+    cv_.wait_until(lock, next, [&] { return stopping_ || failed_; });
+    if (stopping_ || failed_) return;
+    next = Clock::now() + interval;
+    if (sources_ended_ > 0) continue;  // the run is ending: its final checkpoint follows
+    lock.unlock();
+    int64_t id = 0;
+    Status st;
+    {
+      std::lock_guard<std::mutex> sl(store_mu_);
+      st = options_.store->BeginCheckpoint(CheckpointKind::kCheckpoint, &id);
+    }
+    const Clock::time_point began = Clock::now();
+    lock.lock();
+    if (!st.ok()) {
+      error_ = st;
+      has_error_.store(true, std::memory_order_release);
+      return;
+    }
+    // A source may have ended meanwhile; the pending row is cleaned up by the next open.
+    if (stopping_ || failed_) return;
+    if (sources_ended_ > 0) continue;
+    inflight_ = static_cast<uint64_t>(id);
+    reports_ = 0;
+    snaps_.clear();
+    barrier_.store(inflight_, std::memory_order_release);
+    // Every task reports; End() sets stopping_ only after every task thread was joined,
+    // so stopping_ with reports missing means they never come.
+    cv_.wait(lock, [&] { return reports_ == tasks_ || failed_ || stopping_; });
+    if (failed_) return;
+    if (reports_ < tasks_) {
+      spdlog::error("checkpoint {} abandoned: {} of {} tasks reported", id, reports_, tasks_);
+      return;
+    }
+    std::vector<TaskSnapshot> snaps = std::move(snaps_);
+    snaps_.clear();
+    lock.unlock();
+    st = Commit(id, CheckpointKind::kCheckpoint, CheckpointStatus::kCompleted, std::move(snaps),
+                began);
+    lock.lock();
+    inflight_ = 0;
+    if (!st.ok()) {
+      error_ = st;
+      has_error_.store(true, std::memory_order_release);
+      return;
+    }
+  }
+}
+
+Status SnapshotGuarantee::GetApplier(int node, Sink** sink) {
+  auto& a = appliers_[node];
+  if (!a) ONCEFLOW_RETURN_IF_ERROR(OpenApplier(*spec_, node, *options_.registry, &a));
+  *sink = a->sink.get();
+  return Status::Ok();
+}
+
+void SnapshotGuarantee::PersistBeforeCrash() {
+  if (options_.chaos == nullptr) return;
+  std::lock_guard<std::mutex> sl(store_mu_);
+  Status st = options_.store->PutMeta("chaos_fired", Hex(options_.chaos->ExportFired()));
+  if (!st.ok()) spdlog::error("cannot record the fired faults: {}", st.message());
+}
+
+Status SnapshotGuarantee::Commit(int64_t id, CheckpointKind kind, CheckpointStatus status,
+                                 std::vector<TaskSnapshot> snaps, Clock::time_point began) {
+  StateStore* store = options_.store;
+  std::unique_lock<std::mutex> sl(store_mu_);
+  if (id == 0) ONCEFLOW_RETURN_IF_ERROR(store->BeginCheckpoint(kind, &id));
+  std::unique_ptr<CheckpointWriter> w;
+  ONCEFLOW_RETURN_IF_ERROR(store->NewWriter(id, &w));
+  int64_t events = 0;
+  int64_t alignment_ns = 0;
+  struct Apply {
+    int node;
+    std::vector<std::string> rows;
+  };
+  std::vector<Apply> applies;
+  for (TaskSnapshot& snap : snaps) {
+    alignment_ns = std::max(alignment_ns, snap.alignment_ns);
+    for (const TaskSnapshot::StateChange& c : snap.state) {
+      w->PutStateValue(spec_->nodes[c.node].id, c.key, c.value ? &*c.value : nullptr);
+    }
+    for (const TaskSnapshot::SourceSnap& s : snap.sources) {
+      w->AddSourceOffset({spec_->nodes[s.node].id, s.instance, s.position.name,
+                          static_cast<int64_t>(s.position.offset),
+                          static_cast<int64_t>(s.position.count)});
+      events += static_cast<int64_t>(s.position.count);
+    }
+    for (TaskSnapshot::SinkSnap& s : snap.sinks) {
+      const std::string& node = spec_->nodes[s.node].id;
+      w->AddSinkCommit({node, s.instance, s.pre_commit.path, s.pre_commit.length, id});
+      if (s.pre_commit.rows.empty()) continue;
+      int64_t seq = 0;
+      for (const std::string& row : s.pre_commit.rows) w->AddStagedRow(node, seq++, row);
+      applies.push_back({s.node, std::move(s.pre_commit.rows)});
+    }
+  }
+  w->SetStats(events, -1, alignment_ns / 1000000);
+  Chaos* chaos = options_.chaos;
+  if (chaos != nullptr && chaos->Passage(HazardPoint::kInCheckpointTxn)) {
+    // The fired set is recorded before the transaction it interrupts begins.
+    Status ps = store->PutMeta("chaos_fired", Hex(chaos->ExportFired()));
+    if (!ps.ok()) spdlog::error("cannot record the fired faults: {}", ps.message());
+    w->SetInTransactionHook([] { CrashNow(); });
+  }
+  ONCEFLOW_RETURN_IF_ERROR(w->Commit(status));
+  if (chaos != nullptr && chaos->Passage(HazardPoint::kAfterCheckpointComplete)) {
+    Status ps = store->PutMeta("chaos_fired", Hex(chaos->ExportFired()));
+    if (!ps.ok()) spdlog::error("cannot record the fired faults: {}", ps.message());
+    CrashNow();
+  }
+  // Checkpoint `id` is complete: sinks commit it. A crash from here on is rolled forward
+  // by the next run (RollForward), since the staged rows stay until applied.
+  for (Apply& a : applies) {
+    Sink* sink = nullptr;
+    ONCEFLOW_RETURN_IF_ERROR(GetApplier(a.node, &sink));
+    ONCEFLOW_RETURN_IF_ERROR(sink->ApplyEpoch(store->lineage_id(), id, a.rows)
+                                 .WithContext("node '" + spec_->nodes[a.node].id + "'"));
+    ONCEFLOW_RETURN_IF_ERROR(store->DeleteStagedRows(id, spec_->nodes[a.node].id));
+  }
+  ONCEFLOW_RETURN_IF_ERROR(store->Prune(options_.retain, nullptr));
+  const double ms = MsSince(began);
+  totals_.count++;
+  totals_.total_ms += ms;
+  totals_.max_ms = std::max(totals_.max_ms, ms);
+  totals_.total_bytes += w->bytes_written();
+  totals_.total_alignment_ms += static_cast<double>(alignment_ns) / 1e6;
+  totals_.last_id = id;
+  return Status::Ok();
+}
+
+Status SnapshotGuarantee::End(const RunEnd& end) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    if (!end.error.ok()) failed_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  if (!end.error.ok()) return Status::Ok();  // the attempt failed: no final checkpoint
+  if (has_error_.load()) return error_;
+  const CheckpointStatus status = end.exit_reason == "completed" ? CheckpointStatus::kCompleted
+                                                                  : CheckpointStatus::kStopped;
+  return Commit(0, CheckpointKind::kFinal, status, std::move(final_snaps_), Clock::now());
+}
+
+}  // namespace onceflow

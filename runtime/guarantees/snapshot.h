@@ -1,0 +1,159 @@
+// Checkpointing guarantees on barrier snapshots: effectively-once / snapshot (aligned
+// barriers, two-phase sinks) — and, with other options, at-least-once (barriers that do
+// not block, sinks that write at once). The protocol, step by step (ARCHITECTURE.md):
+//
+//   1. Every `checkpoint.interval` the checkpoint thread begins checkpoint n in the state
+//      file (a pending row; ids are never reused) and publishes n; each source task
+//      injects barrier n before its next read (BarrierToInject), reporting its position,
+//      its chain's state changes and its sink's pre-commit (OnSnapshot). At most one
+//      checkpoint is in flight: the next one is begun only after n completed.
+//   2. Consumer tasks align n (executor + BarrierAligner), report the same way and forward
+//      n. Sinks pre-commit at the barrier: a `file` sink fsyncs and reports its length; a
+//      two-phase (`sqlite`) sink hands over the rows of epoch n.
+//   3. When every task reported n, the checkpoint thread writes it all — state changes
+//      sorted by key, source offsets, sink lengths, staged rows — in ONE transaction of
+//      the state file committed with synchronous=FULL (StateStore::CheckpointWriter). n is
+//      complete once that commit returned.
+//   4. Then each two-phase sink applies epoch n to its own database with an "epoch
+//      applied" marker (Sink::ApplyEpoch, idempotent), and the staged rows are deleted;
+//      old checkpoints are pruned to `checkpoint.retain`.
+//   5. At the end of a clean run (every source ended, or a stop) every task hands over a
+//      final snapshot after its last output; End() commits them as checkpoint kind
+//      `final` (status completed / stopped) and applies it the same way.
+//
+// Recovery rolls forward (RollForward, run before anything else touches a sink): staged
+// epochs of complete checkpoints are applied (a no-op where the marker exists); then the
+// run restores every task from the latest complete checkpoint (Start + BeforeOpen),
+// rewinds sources (AfterOpen), and `file` sinks cut their file to the recorded length.
+// A failure of any task ends the attempt (the executor stops every task); the caller
+// starts a new executor with a new SnapshotGuarantee resuming from the latest checkpoint,
+// which is exactly "pause everything, restore everything, rewind, resume".
+//
+// Sources stop triggering: once any source has ended (or the run is stopping) no new
+// checkpoint begins, and a source that stops reading first injects any barrier already
+// published (OnSourceEnd), so every barrier in flight reaches every task and a checkpoint
+// begun always completes on a clean stop.
+//
+// Threading: the checkpoint thread owns the StateStore while the run lasts (the store is
+// single-threaded: every use goes through store_mu_, which also serves the crash path's
+// PersistBeforeCrash from any thread). Task threads only append their snapshots under
+// mu_ and never wait for the checkpoint thread, so a slow disk slows checkpoints, not the
+// data path.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "runtime/chaos/chaos.h"
+#include "runtime/core/registry.h"
+#include "runtime/guarantees/guarantee.h"
+#include "runtime/state/store.h"
+
+namespace onceflow {
+
+struct Applier;  // a sink instance that applies staged epochs (snapshot.cc)
+
+struct SnapshotOptions {
+  StateStore* store = nullptr;  // open, writable (locked); outlives the guarantee
+  const Registry* registry = nullptr;
+  Chaos* chaos = nullptr;  // may be null
+  int64_t resume_from = 0;  // complete checkpoint to restore; 0 = start from the beginning
+  // Nodes whose stored state must not be restored (added, removed or changed since the
+  // checkpoint: --allow-topology-change); they start empty.
+  std::set<std::string> skip_restore;
+  int64_t interval_ms = 1000;
+  int retain = 3;
+  BarrierMode alignment = BarrierMode::kAligned;
+  bool two_phase_sinks = true;
+  const char* name = "effectively-once (snapshot)";
+};
+
+// Totals over the checkpoints this guarantee committed (for the run summary).
+struct CheckpointTotals {
+  int count = 0;
+  double total_ms = 0, max_ms = 0, total_alignment_ms = 0;
+  int64_t total_bytes = 0;
+  int64_t last_id = 0;
+};
+
+// Applies every staged sink epoch of a complete checkpoint still in the state file (crash
+// after a checkpoint completed, before its sink applied it), idempotently; deletes staged
+// rows of checkpoints that never completed. Run before any sink opens.
+Status RollForward(StateStore* store, const PipelineSpec& spec, const Registry& registry);
+
+class SnapshotGuarantee final : public Guarantee {
+ public:
+  explicit SnapshotGuarantee(SnapshotOptions options);
+  ~SnapshotGuarantee() override;
+
+  const char* name() const override { return options_.name; }
+  Status Start(const GuaranteeContext& ctx) override;
+  Status BeforeSourceBatch(const SourceBatch& batch) override;
+  FailureAction OnTaskFailure(int node, int instance, const Status& error) override;
+  Status End(const RunEnd& end) override;
+
+  bool snapshots() const override { return true; }
+  BarrierMode alignment() const override { return options_.alignment; }
+  bool two_phase_sinks() const override { return options_.two_phase_sinks; }
+  Status BeforeOpen(int node, int instance, NodeContext* ctx, KeyedState* state) override;
+  Status AfterOpen(int node, int instance, Source* source) override;
+  uint64_t BarrierToInject() const override {
+    return barrier_.load(std::memory_order_acquire);
+  }
+  uint64_t OnSourceEnd(int task) override;
+  Status OnSnapshot(uint64_t checkpoint, TaskSnapshot&& snapshot) override;
+  void PersistBeforeCrash() override;
+
+  const CheckpointTotals& totals() const { return totals_; }
+
+ private:
+  void Loop();
+  // Writes checkpoint `id` (kind/status) from `snaps` in one transaction, then applies
+  // two-phase sink epochs and prunes. id 0: begins a new checkpoint of `kind` first.
+  Status Commit(int64_t id, CheckpointKind kind, CheckpointStatus status,
+                std::vector<TaskSnapshot> snaps, std::chrono::steady_clock::time_point began);
+  Status GetApplier(int node, Sink** sink);
+  Status LoadRestore();
+
+  const SnapshotOptions options_;
+  const PipelineSpec* spec_ = nullptr;
+  const Plan* plan_ = nullptr;
+  int tasks_ = 0;
+
+  // ---- restore data, filled by Start, each slot read by one task thread ----
+  // [node][instance] -> keys to restore
+  std::vector<std::vector<std::vector<std::pair<std::string, StateValue>>>> restore_state_;
+  std::map<std::pair<int, int>, SourcePosition> restore_offsets_;
+  std::map<std::pair<int, int>, SinkCommit> restore_sinks_;
+
+  // ---- checkpoint thread ----
+  std::atomic<uint64_t> barrier_{0};
+  std::mutex mu_;  // guards the fields below
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool failed_ = false;
+  int sources_ended_ = 0;
+  uint64_t inflight_ = 0;
+  int reports_ = 0;
+  std::vector<TaskSnapshot> snaps_;        // of the checkpoint in flight
+  std::vector<TaskSnapshot> final_snaps_;  // task ends
+  Status error_;                           // a checkpoint that failed: fails the run
+  std::atomic<bool> has_error_{false};
+  std::thread thread_;
+
+  std::mutex store_mu_;  // every use of options_.store
+  std::map<int, std::unique_ptr<Applier>> appliers_;  // checkpoint thread / End only
+  CheckpointTotals totals_;
+};
+
+}  // namespace onceflow
