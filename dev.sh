@@ -45,8 +45,11 @@ demo() {
   echo "== onceflow validate pipelines/wordcount.yaml"
   "$bin" validate pipelines/wordcount.yaml
   echo
-  echo "== onceflow run pipelines/wordcount.yaml  (at-most-once)"
-  "$bin" run pipelines/wordcount.yaml
+  echo "== onceflow run pipelines/wordcount.yaml --fresh  (effectively-once, snapshot mode)"
+  "$bin" run pipelines/wordcount.yaml --fresh
+  echo
+  echo "== onceflow checkpoints list --state pipelines/out/wordcount.state.db"
+  "$bin" checkpoints list --state pipelines/out/wordcount.state.db
   echo
   echo "== the 15 most frequent words (pipelines/out/wordcount.jsonl)"
   python3 - <<'PY'

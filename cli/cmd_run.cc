@@ -32,6 +32,9 @@ namespace onceflow::cli {
 namespace {
 
 std::atomic<int> g_stop_signal{0};
+std::atomic<int> g_savepoint_requests{0};
+
+void OnSavepointSignal(int) { g_savepoint_requests.fetch_add(1, std::memory_order_relaxed); }
 
 void OnStopSignal(int sig) {
   int expected = 0;
@@ -47,6 +50,11 @@ void InstallSignalHandlers() {
   sa.sa_flags = SA_RESTART;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  struct sigaction su {};
+  su.sa_handler = OnSavepointSignal;
+  sigemptyset(&su.sa_mask);
+  su.sa_flags = SA_RESTART;
+  sigaction(SIGUSR1, &su, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a closed stdout is an error on write, not a silent death
 }
 
@@ -478,6 +486,7 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
       so.interval_ms = spec.checkpoint_interval_ms;
       so.retain = spec.checkpoint_retain;
       so.skip_restore = sp.skip_restore;
+      so.savepoint_requests = &g_savepoint_requests;
       SnapshotGuarantee guarantee(so);
       ro.guarantee = &guarantee;
       ro.chaos = &chaos;

@@ -60,6 +60,24 @@ struct NodeMetrics {
   std::atomic<uint64_t> duplicates_discarded{0};
 };
 
+// The journal of a source whose input cannot be rewound (`stdin`), kept in the state
+// file by the guarantee (runtime/state/journal.h) so a resumed run can replay what the
+// previous process read but had not checkpointed yet. Offsets count bytes of the whole
+// journaled stream, across process invocations (the next invocation's stdin continues
+// the stream).
+class SourceJournal {
+ public:
+  virtual ~SourceJournal() = default;
+  // Bytes journaled so far (the offset the next Append writes at).
+  virtual uint64_t size() const = 0;
+  // Appends `bytes` at offset size(); survives a crash of the process once it returned,
+  // so it is called before the bytes are decoded into records.
+  virtual Status Append(std::string_view bytes) = 0;
+  // Reads up to `max` bytes journaled at or after `offset` into *out (replaces it);
+  // empty when offset >= size().
+  virtual Status Read(uint64_t offset, size_t max, std::string* out) = 0;
+};
+
 struct NodeContext {
   const PipelineSpec* pipeline = nullptr;
   const NodeSpec* spec = nullptr;
@@ -83,6 +101,9 @@ struct NodeContext {
   // epoch's output over, and the host applies it through ApplyEpoch once the checkpoint
   // is complete. Only set for sinks whose type supports it (NodeTypeDef::two_phase).
   bool two_phase = false;
+  // Sources that cannot rewind: where to journal their input; nullptr when the guarantee
+  // does not replay (at-most-once).
+  SourceJournal* journal = nullptr;
 };
 
 // A position in a source's input, recorded with checkpoints and used to rewind.

@@ -265,19 +265,36 @@ Status SnapshotGuarantee::OnSnapshot(uint64_t checkpoint, TaskSnapshot&& snapsho
 
 void SnapshotGuarantee::Loop() {
   const auto interval = std::chrono::milliseconds(std::max<int64_t>(options_.interval_ms, 1));
+  // How often a savepoint request (a signal handler's counter: no notification) is seen.
+  constexpr auto kSavepointPoll = std::chrono::milliseconds(50);
+  auto savepoint_wanted = [&] {
+    return options_.savepoint_requests != nullptr &&
+           options_.savepoint_requests->load(std::memory_order_relaxed) > savepoints_seen_;
+  };
+  if (options_.savepoint_requests != nullptr) savepoints_seen_ = options_.savepoint_requests->load();
   std::unique_lock<std::mutex> lock(mu_);
   auto next = Clock::now() + interval;
   for (;;) {
-    cv_.wait_until(lock, next, [&] { return stopping_ || failed_; });
+    for (;;) {
+      const auto until = std::min(next, Clock::now() + kSavepointPoll);
+      if (cv_.wait_until(lock, until, [&] { return stopping_ || failed_; })) break;
+      if (Clock::now() >= next || savepoint_wanted()) break;
+    }
     if (stopping_ || failed_) return;
-    next = Clock::now() + interval;
+    CheckpointKind kind = CheckpointKind::kCheckpoint;
+    if (savepoint_wanted()) {
+      kind = CheckpointKind::kSavepoint;
+      savepoints_seen_ = options_.savepoint_requests->load();
+    } else {
+      next = Clock::now() + interval;
+    }
     if (sources_ended_ > 0) continue;  // the run is ending: its final checkpoint follows
     lock.unlock();
     int64_t id = 0;
     Status st;
     {
       std::lock_guard<std::mutex> sl(store_mu_);
-      st = options_.store->BeginCheckpoint(CheckpointKind::kCheckpoint, &id);
+      st = options_.store->BeginCheckpoint(kind, &id);
     }
     const Clock::time_point began = Clock::now();
     lock.lock();
@@ -304,8 +321,8 @@ void SnapshotGuarantee::Loop() {
     std::vector<TaskSnapshot> snaps = std::move(snaps_);
     snaps_.clear();
     lock.unlock();
-    st = Commit(id, CheckpointKind::kCheckpoint, CheckpointStatus::kCompleted, std::move(snaps),
-                began);
+    st = Commit(id, kind, CheckpointStatus::kCompleted, std::move(snaps), began);
+    if (st.ok() && kind == CheckpointKind::kSavepoint) spdlog::info("savepoint {} taken", id);
     lock.lock();
     inflight_ = 0;
     if (!st.ok()) {
@@ -332,6 +349,7 @@ void SnapshotGuarantee::PersistBeforeCrash() {
 
 Status SnapshotGuarantee::Commit(int64_t id, CheckpointKind kind, CheckpointStatus status,
                                  std::vector<TaskSnapshot> snaps, Clock::time_point began) {
+  const Clock::time_point t_collect = Clock::now();
   StateStore* store = options_.store;
   std::unique_lock<std::mutex> sl(store_mu_);
   if (id == 0) ONCEFLOW_RETURN_IF_ERROR(store->BeginCheckpoint(kind, &id));
@@ -372,7 +390,9 @@ Status SnapshotGuarantee::Commit(int64_t id, CheckpointKind kind, CheckpointStat
     if (!ps.ok()) spdlog::error("cannot record the fired faults: {}", ps.message());
     w->SetInTransactionHook([] { CrashNow(); });
   }
+  const Clock::time_point t_write = Clock::now();
   ONCEFLOW_RETURN_IF_ERROR(w->Commit(status));
+  const Clock::time_point t_committed = Clock::now();
   if (chaos != nullptr && chaos->Passage(HazardPoint::kAfterCheckpointComplete)) {
     Status ps = store->PutMeta("chaos_fired", Hex(chaos->ExportFired()));
     if (!ps.ok()) spdlog::error("cannot record the fired faults: {}", ps.message());
@@ -387,8 +407,17 @@ Status SnapshotGuarantee::Commit(int64_t id, CheckpointKind kind, CheckpointStat
                                  .WithContext("node '" + spec_->nodes[a.node].id + "'"));
     ONCEFLOW_RETURN_IF_ERROR(store->DeleteStagedRows(id, spec_->nodes[a.node].id));
   }
+  const Clock::time_point t_applied = Clock::now();
   ONCEFLOW_RETURN_IF_ERROR(store->Prune(options_.retain, nullptr));
   const double ms = MsSince(began);
+  auto span = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
+  spdlog::debug(
+      "checkpoint {}: {:.1f} ms (barrier to reports {:.1f}, collect {:.1f}, commit {:.1f}, "
+      "sinks {:.1f}, prune {:.1f}), {} bytes",
+      id, ms, span(began, t_collect), span(t_collect, t_write), span(t_write, t_committed),
+      span(t_committed, t_applied), MsSince(t_applied), w->bytes_written());
   totals_.count++;
   totals_.total_ms += ms;
   totals_.max_ms = std::max(totals_.max_ms, ms);

@@ -76,6 +76,9 @@ struct SnapshotOptions {
   BarrierMode alignment = BarrierMode::kAligned;
   bool two_phase_sinks = true;
   const char* name = "effectively-once (snapshot)";
+  // Bumped (by a SIGUSR1 handler) to ask for a savepoint: a retained checkpoint of kind
+  // `savepoint`, taken at once (or right after the checkpoint in flight). May be null.
+  const std::atomic<int>* savepoint_requests = nullptr;
 };
 
 // Totals over the checkpoints this guarantee committed (for the run summary).
@@ -138,6 +141,7 @@ class SnapshotGuarantee final : public Guarantee {
 
   // ---- checkpoint thread ----
   std::atomic<uint64_t> barrier_{0};
+  int savepoints_seen_ = 0;  // checkpoint thread only
   std::mutex mu_;  // guards the fields below
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -75,7 +75,7 @@ def write(path, text):
 def example_wordcount():
     with Tmp() as d:
         out = os.path.join(d, "wc.jsonl")
-        p = run(["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}", "-q"])
+        p = run(["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}", "--state", os.path.join(d, "s.db"), "-q"])
         expect_rc(p, 0)
         got = read_jsonl(out)
         want = read_jsonl(os.path.join(PIPES, "expected/wordcount.jsonl"))
@@ -87,7 +87,7 @@ def example_wordcount():
 def example_orders():
     with Tmp() as d:
         db = os.path.join(d, "orders.db")
-        p = run(["run", "pipelines/orders.yaml", "--set", f"nodes.db.path={db}", "-q"])
+        p = run(["run", "pipelines/orders.yaml", "--set", f"nodes.db.path={db}", "--state", os.path.join(d, "s.db"), "-q"])
         expect_rc(p, 0)
         con = sqlite3.connect(db)
         rows = con.execute("SELECT customer, sum_amount, count FROM revenue ORDER BY customer").fetchall()
@@ -101,7 +101,7 @@ def example_orders():
 def example_fanin():
     with Tmp() as d:
         out = os.path.join(d, "fanin.jsonl")
-        p = run(["run", "pipelines/fanin.yaml", "--set", f"nodes.out.path={out}", "-q"])
+        p = run(["run", "pipelines/fanin.yaml", "--set", f"nodes.out.path={out}", "--state", os.path.join(d, "s.db"), "-q"])
         expect_rc(p, 0)
         got = read_jsonl(out)
         want = read_jsonl(os.path.join(PIPES, "expected/fanin.jsonl"))
@@ -146,14 +146,15 @@ def graph_formats():
 def run_json_summary():
     with Tmp() as d:
         out = os.path.join(d, "wc.jsonl")
-        p = run(["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}", "--json", "-q"])
+        p = run(["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}", "--state", os.path.join(d, "s.db"), "--json", "-q"])
         expect_rc(p, 0)
         s = json.loads(p.stdout)
         for k in ("pipeline", "semantics", "mode", "exit", "wall_s", "events_per_s", "peak_rss_bytes",
                   "sources", "sinks", "nodes", "checkpoints", "recoveries"):
             check(k in s, f"summary lacks {k}")
         check(s["exit"] == "completed", s["exit"])
-        check(s["semantics"] == "at-most-once", s["semantics"])
+        check(s["semantics"] == "effectively-once" and s["mode"] == "snapshot", s["semantics"])
+        check(s["checkpoints"]["count"] >= 1, "a final checkpoint at least")
         lines = sum(1 for _ in open(os.path.join(PIPES, "data/words.txt")))
         check(s["sources"]["lines"]["events"] == lines, f"events {s['sources']['lines']} vs {lines} lines")
         words = sum(len(l.split()) for l in open(os.path.join(PIPES, "data/words.txt")))
@@ -161,7 +162,7 @@ def run_json_summary():
         check(s["nodes"]["counts"]["processed"] == words, "count processed every word")
         check(s["sinks"]["out"]["records"] == len(read_jsonl(out)), "sink records")
         summ = os.path.join(d, "summary.json")
-        p = run(["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}", "--summary", summ, "-q"])
+        p = run(["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}", "--state", os.path.join(d, "s.db"), "--fresh", "--summary", summ, "-q"])
         expect_rc(p, 0)
         check(json.load(open(summ))["exit"] == "completed", "--summary file")
 
