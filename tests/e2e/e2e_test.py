@@ -542,6 +542,213 @@ nodes:
         check([r["line"] for r in read_jsonl(out)] == ["one", "two", "three"],
               "appended lines, a partial line held until its newline: " + open(out).read())
 
+# ---------------------------------------------------------------- checkpoints (snapshot mode)
+
+GEN_PIPELINE = """pipeline: gen
+checkpoint: {interval: 50ms}
+nodes:
+  events: {source: generate, count: COUNT, lua: 'return {n = n, user = "u" .. (n % 13)}'}
+  per_user: {op: count, input: events, key: user, parallelism: 2}
+  out: {sink: file, input: per_user, path: out.jsonl}
+"""
+
+
+def gen_pipeline(d, count=20000, text=GEN_PIPELINE):
+    return write(os.path.join(d, "gen.yaml"), text.replace("COUNT", str(count)))
+
+
+def last_per_key(records, key="user"):
+    last = {}
+    for r in records:
+        last[r[key]] = r["count"]
+    return last
+
+
+def expected_counts(count, users=13):
+    want = {}
+    for n in range(count):
+        want["u%d" % (n % users)] = want.get("u%d" % (n % users), 0) + 1
+    return want
+
+
+def checkpoint_ids(d):
+    p = run(["checkpoints", "list", "--state", os.path.join(d, "gen.state.db"), "--json"])
+    expect_rc(p, 0)
+    return [(c["id"], c["kind"], c["status"]) for c in json.loads(p.stdout)]
+
+
+@test
+def snapshot_stop_resume_and_already_completed():
+    with Tmp() as d:
+        y = gen_pipeline(d)
+        p = run(["run", y, "--max-events", "5000", "-q"], cwd=d)
+        expect_rc(p, 0)
+        ids = checkpoint_ids(d)
+        check(ids and ids[-1][1:] == ("final", "stopped"), f"a stopped final checkpoint: {ids}")
+        p = run(["run", y, "-q", "--json"], cwd=d)
+        expect_rc(p, 0)
+        s = json.loads(p.stdout)
+        check(s["sources"]["events"]["events"] == 15000, f"resumed after 5000: {s['sources']}")
+        check(last_per_key(read_jsonl(os.path.join(d, "out.jsonl"))) == expected_counts(20000),
+              "final counts equal a single run's")
+        ids = checkpoint_ids(d)
+        check(ids[-1][1:] == ("final", "completed"), f"completed: {ids}")
+        before = open(os.path.join(d, "out.jsonl")).read()
+        p = run(["run", y], cwd=d)
+        expect_rc(p, 0)
+        check("already completed" in p.stderr, p.stderr)
+        check(open(os.path.join(d, "out.jsonl")).read() == before, "nothing touched")
+
+
+@test
+def snapshot_replay_from_checkpoint_cuts_the_file():
+    with Tmp() as d:
+        y = gen_pipeline(d)
+        for _ in range(3):
+            expect_rc(run(["run", y, "--max-events", "4000", "-q"], cwd=d), 0)
+        expect_rc(run(["run", y, "-q"], cwd=d), 0)
+        ref = read_jsonl(os.path.join(d, "out.jsonl"))
+        ids = checkpoint_ids(d)
+        first = ids[0][0]
+        shown = json.loads(run(["checkpoints", "show", str(first), "--state",
+                                os.path.join(d, "gen.state.db"), "--json"]).stdout)
+        length = [x for x in shown["sinks"] if x["node"] == "out"][0]["length"]
+        original = open(os.path.join(d, "out.jsonl"), "rb").read()
+        p = run(["run", y, "--from-checkpoint", str(first), "-q"], cwd=d)
+        expect_rc(p, 0)
+        replayed = open(os.path.join(d, "out.jsonl"), "rb").read()
+        check(replayed[:length] == original[:length], "the file kept what the checkpoint committed")
+        got = read_jsonl(os.path.join(d, "out.jsonl"))
+        check(last_per_key(got) == last_per_key(ref) == expected_counts(20000),
+              "replay ends with the same counts")
+        # Updates are coalesced per batch, so a replay in one go may emit fewer records than
+        # the original's four stopped runs did; never one past the final count.
+        want = expected_counts(20000)
+        check(all(r["count"] <= want[r["user"]] for r in got), "no overcount")
+        new_ids = [i for i, _, _ in checkpoint_ids(d)]
+        check(max(new_ids) > max(i for i, _, _ in ids), f"ids continue: {ids} -> {new_ids}")
+        check(length > 0, "the checkpoint recorded the file's length")
+        # Replay into another file: it starts empty and gets what follows the checkpoint.
+        other = os.path.join(d, "other.jsonl")
+        first = checkpoint_ids(d)[0][0]  # retention pruned the old line's checkpoints
+        expect_rc(run(["run", y, "--from-checkpoint", str(first), "--set", f"nodes.out.path={other}",
+                       "-q"], cwd=d), 0)
+        rest = last_per_key(read_jsonl(other))
+        check(rest and all(want[k] == v for k, v in rest.items()),
+              "the new file has what follows the checkpoint")
+        p = run(["run", y, "--from-checkpoint", "999", "-q"], cwd=d)
+        expect_rc(p, 3)
+
+
+@test
+def snapshot_topology_change_needs_flag():
+    with Tmp() as d:
+        y = gen_pipeline(d)
+        expect_rc(run(["run", y, "--max-events", "3000", "-q"], cwd=d), 0)
+        changed = GEN_PIPELINE.replace("key: user", "key: [user, n]")
+        gen_pipeline(d, text=changed)
+        p = run(["run", y, "-q"], cwd=d)
+        expect_rc(p, 3)
+        check("per_user" in p.stderr and "--allow-topology-change" in p.stderr, p.stderr)
+        p = run(["run", y, "--semantics", "effectively-once", "--mode", "snapshot", "--max-events",
+                 "10", "--allow-topology-change"], cwd=d)
+        expect_rc(p, 0)
+        check("topology changed" in p.stderr, p.stderr)
+
+
+@test
+def snapshot_state_file_locked_and_corrupt():
+    with Tmp() as d:
+        y = gen_pipeline(d, text=GEN_PIPELINE.replace("count: COUNT", "rate: 2000"))
+        proc = subprocess.Popen([BIN, "run", y, "-q"], cwd=d, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.time() + 20
+            while time.time() < deadline and not os.path.exists(os.path.join(d, "out.jsonl")):
+                time.sleep(0.05)
+            time.sleep(0.2)
+            p = run(["run", y, "-q"], cwd=d)
+            expect_rc(p, 3)
+            check(str(proc.pid) in p.stderr, f"names pid {proc.pid}: {p.stderr}")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        check(proc.returncode == 143, f"stopped cleanly: {proc.returncode} {err}")
+        bad = os.path.join(d, "bad.db")
+        with open(bad, "wb") as f:
+            f.write(b"this is not a database" * 100)
+        before = open(bad, "rb").read()
+        p = run(["run", y, "--state", bad, "-q"], cwd=d)
+        expect_rc(p, 3)
+        check(open(bad, "rb").read() == before, "refused file untouched")
+
+
+@test
+def snapshot_chaos_fail_recovers_exactly():
+    with Tmp() as d:
+        out = os.path.join(d, "wc.jsonl")
+        p = run(["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}",
+                 "--set", "nodes.counts.emit=updates", "--state", os.path.join(d, "s.db"),
+                 "--checkpoint-interval", "10ms", "--chaos", "seed=5,fail=counts:0.3", "--json", "-q"])
+        expect_rc(p, 0)
+        s = json.loads(p.stdout)
+        check(s["recoveries"]["count"] >= 1, f"recovered: {s['recoveries']}")
+        want = read_jsonl(os.path.join(PIPES, "expected/wordcount.jsonl"))
+        got = last_per_key(read_jsonl(out), key="word")
+        check(got == {r["word"]: r["count"] for r in want}, "final counts exact")
+
+
+@test
+def snapshot_crash_at_hazard_points_resume_exactly():
+    with Tmp() as d:
+        y = gen_pipeline(d, count=400000)
+        expect_rc(run(["run", y, "-q"], cwd=d), 0)
+        ref = last_per_key(read_jsonl(os.path.join(d, "out.jsonl")))
+        check(ref == expected_counts(400000), "reference counts")
+        for point in ("before-barrier", "after-barrier", "after-sink-write", "in-checkpoint-txn",
+                      "after-checkpoint-complete"):
+            cmd = ["run", y, "-q", "--checkpoint-interval", "5ms", "--chaos", f"seed=2,crash-at={point}:2"]
+            p = run(cmd + ["--fresh"], cwd=d)
+            check(p.returncode == -9, f"{point}: killed by SIGKILL, got {p.returncode}: {p.stderr}")
+            for _ in range(5):
+                p = run(cmd, cwd=d)
+                if p.returncode == 0:
+                    break
+            expect_rc(p, 0)
+            check(last_per_key(read_jsonl(os.path.join(d, "out.jsonl"))) == ref, f"{point}: output exact")
+
+
+@test
+def chaos_flag_errors_exit_2():
+    with Tmp() as d:
+        y = gen_pipeline(d)
+        for chaos, want in (("fail=nosuch:0.1", "no node 'nosuch'"), ("fail=events:0.1", "only operators"),
+                            ("crash-at=sometime", "crash-at"), ("seed=1,seed=2", "seed")):
+            p = run(["run", y, "--chaos", chaos], cwd=d)
+            expect_rc(p, 2)
+            check(want in p.stderr, f"{chaos}: {p.stderr}")
+        p = run(["run", y, "--semantics", "at-most-once", "--chaos", "seed=1"], cwd=d)
+        expect_rc(p, 2)
+        check(not os.path.exists(os.path.join(d, "gen.state.db")), "nothing created")
+
+
+@test
+def sqlite_sink_applies_each_epoch_once():
+    with Tmp() as d:
+        db = os.path.join(d, "orders.db")
+        st = os.path.join(d, "s.db")
+        expect_rc(run(["run", "pipelines/orders.yaml", "--set", f"nodes.db.path={db}", "--state", st,
+                       "--max-events", "20", "-q"]), 0)
+        expect_rc(run(["run", "pipelines/orders.yaml", "--set", f"nodes.db.path={db}", "--state", st,
+                       "-q"]), 0)
+        con = sqlite3.connect(db)
+        epochs = con.execute("SELECT count(*), count(DISTINCT epoch) FROM onceflow_applied_epochs").fetchone()
+        check(epochs[0] >= 2 and epochs[0] == epochs[1], f"one marker per applied epoch: {epochs}")
+        rows = con.execute("SELECT customer, sum_amount, count FROM revenue ORDER BY customer").fetchall()
+        got = "".join("%s\t%.6f\t%d\n" % r for r in rows)
+        with open(os.path.join(PIPES, "expected/orders.tsv")) as f:
+            check(got == f.read(), "table equals the expected totals after a stop and resume")
+
+
 
 def main():
     passed = failed = 0
