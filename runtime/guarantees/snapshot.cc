@@ -131,6 +131,12 @@ Status SnapshotGuarantee::Start(const GuaranteeContext& ctx) {
   spec_ = ctx.spec;
   plan_ = ctx.plan;
   tasks_ = ctx.tasks;
+  reports_.assign(tasks_, std::nullopt);
+  finals_.assign(tasks_, std::nullopt);
+  final_included_.assign(tasks_, false);
+  for (const Chain& c : plan_->chains) {
+    if (spec_->nodes[c.nodes[0]].kind == NodeKind::kSource) source_tasks_ += c.parallelism;
+  }
   if (options_.resume_from != 0) ONCEFLOW_RETURN_IF_ERROR(LoadRestore());
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
@@ -248,19 +254,60 @@ uint64_t SnapshotGuarantee::OnSourceEnd(int) {
 Status SnapshotGuarantee::OnSnapshot(uint64_t checkpoint, TaskSnapshot&& snapshot) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    const int task = snapshot.task;
+    if (task < 0 || task >= tasks_) return Status::Runtime("snapshot of an unknown task");
     if (checkpoint == 0) {
-      final_snaps_.push_back(std::move(snapshot));
-      return Status::Ok();
-    }
-    if (checkpoint != inflight_) {
+      finals_[task] = std::move(snapshot);
+    } else if (checkpoint != inflight_) {
       return Status::Runtime("barrier " + std::to_string(checkpoint) +
                              " is not the checkpoint in flight (" + std::to_string(inflight_) + ")");
+    } else {
+      reports_[task] = std::move(snapshot);
     }
-    snaps_.push_back(std::move(snapshot));
-    if (++reports_ < tasks_) return Status::Ok();
+    if (!AllReported()) return Status::Ok();
   }
   cv_.notify_all();
   return Status::Ok();
+}
+
+bool SnapshotGuarantee::AllReported() const {
+  for (int t = 0; t < tasks_; ++t) {
+    if (!reports_[t] && !finals_[t]) return false;
+  }
+  return true;
+}
+
+std::vector<TaskSnapshot> SnapshotGuarantee::TakeSnapshots(bool final_checkpoint,
+                                                           std::vector<bool>* used_final) {
+  std::vector<TaskSnapshot> out;
+  out.reserve(tasks_);
+  used_final->assign(tasks_, false);
+  for (int t = 0; t < tasks_; ++t) {
+    if (reports_[t] && !final_checkpoint) {
+      out.push_back(std::move(*reports_[t]));
+      reports_[t].reset();
+      continue;
+    }
+    if (!finals_[t]) continue;
+    (*used_final)[t] = true;
+    TaskSnapshot s;
+    s.task = t;
+    s.sources = finals_[t]->sources;
+    for (const auto& sink : finals_[t]->sinks) {
+      TaskSnapshot::SinkSnap copy{sink.node, sink.instance, {}};
+      copy.pre_commit.path = sink.pre_commit.path;
+      copy.pre_commit.length = sink.pre_commit.length;
+      s.sinks.push_back(std::move(copy));
+    }
+    if (!final_included_[t]) {
+      // The first checkpoint after the task ended takes its last changes and rows; they
+      // are marked taken once that checkpoint commits (CommitDone).
+      s.state = finals_[t]->state;
+      for (size_t k = 0; k < s.sinks.size(); ++k) s.sinks[k].pre_commit.rows = finals_[t]->sinks[k].pre_commit.rows;
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 void SnapshotGuarantee::Loop() {
@@ -288,7 +335,7 @@ void SnapshotGuarantee::Loop() {
     } else {
       next = Clock::now() + interval;
     }
-    if (sources_ended_ > 0) continue;  // the run is ending: its final checkpoint follows
+    if (sources_ended_ == source_tasks_) continue;  // the final checkpoint follows
     lock.unlock();
     int64_t id = 0;
     Status st;
@@ -305,26 +352,29 @@ void SnapshotGuarantee::Loop() {
     }
     // A source may have ended meanwhile; the pending row is cleaned up by the next open.
     if (stopping_ || failed_) return;
-    if (sources_ended_ > 0) continue;
+    if (sources_ended_ == source_tasks_) continue;
     inflight_ = static_cast<uint64_t>(id);
-    reports_ = 0;
-    snaps_.clear();
     barrier_.store(inflight_, std::memory_order_release);
-    // Every task reports; End() sets stopping_ only after every task thread was joined,
-    // so stopping_ with reports missing means they never come.
-    cv_.wait(lock, [&] { return reports_ == tasks_ || failed_ || stopping_; });
+    // Every task reports or ends; End() sets stopping_ only after every task thread was
+    // joined, so stopping_ with reports missing means they never come.
+    cv_.wait(lock, [&] { return AllReported() || failed_ || stopping_; });
     if (failed_) return;
-    if (reports_ < tasks_) {
-      spdlog::error("checkpoint {} abandoned: {} of {} tasks reported", id, reports_, tasks_);
+    if (!AllReported()) {
+      spdlog::error("checkpoint {} abandoned: not every task reported", id);
       return;
     }
-    std::vector<TaskSnapshot> snaps = std::move(snaps_);
-    snaps_.clear();
+    std::vector<bool> used_final;
+    std::vector<TaskSnapshot> snaps = TakeSnapshots(false, &used_final);
     lock.unlock();
     st = Commit(id, kind, CheckpointStatus::kCompleted, std::move(snaps), began);
     if (st.ok() && kind == CheckpointKind::kSavepoint) spdlog::info("savepoint {} taken", id);
     lock.lock();
     inflight_ = 0;
+    if (st.ok()) {
+      for (int t = 0; t < tasks_; ++t) {
+        if (used_final[t]) final_included_[t] = true;
+      }
+    }
     if (!st.ok()) {
       error_ = st;
       has_error_.store(true, std::memory_order_release);
@@ -439,7 +489,13 @@ Status SnapshotGuarantee::End(const RunEnd& end) {
   if (has_error_.load()) return error_;
   const CheckpointStatus status = end.exit_reason == "completed" ? CheckpointStatus::kCompleted
                                                                   : CheckpointStatus::kStopped;
-  return Commit(0, CheckpointKind::kFinal, status, std::move(final_snaps_), Clock::now());
+  std::vector<TaskSnapshot> snaps;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<bool> used_final;
+    snaps = TakeSnapshots(true, &used_final);
+  }
+  return Commit(0, CheckpointKind::kFinal, status, std::move(snaps), Clock::now());
 }
 
 }  // namespace onceflow

@@ -29,10 +29,17 @@
 // starts a new executor with a new SnapshotGuarantee resuming from the latest checkpoint,
 // which is exactly "pause everything, restore everything, rewind, resume".
 //
-// Sources stop triggering: once any source has ended (or the run is stopping) no new
-// checkpoint begins, and a source that stops reading first injects any barrier already
-// published (OnSourceEnd), so every barrier in flight reaches every task and a checkpoint
-// begun always completes on a clean stop.
+// Tasks that end: a task whose inputs all ended hands over its final snapshot (after its
+// operators' Finish, with its sink's last pre-commit) and exits. Every later checkpoint
+// counts that snapshot as the task's report: its state changes and staged rows once (in
+// the first checkpoint after its end), its sources' end positions and its sink's final
+// length in every one. That is consistent: whatever the ended task emitted reached its
+// consumers before their channel's end, and an ended channel counts as aligned, so the
+// consumers' snapshots hold all of it. So checkpoints go on while some sources have
+// ended and others have not (a finite side input beside an unbounded stream). A source
+// that stops reading first injects any barrier already published (OnSourceEnd). No new
+// checkpoint begins once every source has ended or the run is stopping: the final
+// checkpoint follows.
 //
 // Threading: the checkpoint thread owns the StateStore while the run lasts (the store is
 // single-threaded: every use goes through store_mu_, which also serves the crash path's
@@ -48,6 +55,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -127,6 +135,12 @@ class SnapshotGuarantee final : public Guarantee {
                 std::vector<TaskSnapshot> snaps, std::chrono::steady_clock::time_point began);
   Status GetApplier(int node, Sink** sink);
   Status LoadRestore();
+  // Under mu_: every task reported the checkpoint in flight or has ended.
+  bool AllReported() const;
+  // Under mu_: the snapshots checkpoint `id` commits — each task's report, or the final
+  // snapshot of a task that ended without one (its state and rows only the first time).
+  // *used_final: the tasks whose final snapshot stood in for a report.
+  std::vector<TaskSnapshot> TakeSnapshots(bool final_checkpoint, std::vector<bool>* used_final);
 
   const SnapshotOptions options_;
   const PipelineSpec* spec_ = nullptr;
@@ -147,10 +161,13 @@ class SnapshotGuarantee final : public Guarantee {
   bool stopping_ = false;
   bool failed_ = false;
   int sources_ended_ = 0;
+  int source_tasks_ = 0;
   uint64_t inflight_ = 0;
-  int reports_ = 0;
-  std::vector<TaskSnapshot> snaps_;        // of the checkpoint in flight
-  std::vector<TaskSnapshot> final_snaps_;  // task ends
+  std::vector<std::optional<TaskSnapshot>> reports_;  // per task, of the checkpoint in flight
+  std::vector<std::optional<TaskSnapshot>> finals_;   // per task, once it ended
+  // Per task: its final snapshot's state changes and staged rows went into a committed
+  // checkpoint already (later checkpoints take only its positions and lengths).
+  std::vector<bool> final_included_;
   Status error_;                           // a checkpoint that failed: fails the run
   std::atomic<bool> has_error_{false};
   std::thread thread_;
