@@ -749,6 +749,17 @@ def sqlite_sink_applies_each_epoch_once():
             check(got == f.read(), "table equals the expected totals after a stop and resume")
 
 
+@test
+def snapshot_max_recoveries_bounds_recovery():
+    with Tmp() as d:
+        out = os.path.join(d, "wc.jsonl")
+        p = run(["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}",
+                 "--set", "recovery.max_recoveries=2", "--state", os.path.join(d, "s.db"),
+                 "--chaos", "seed=1,fail=counts:0.9", "-q"])
+        expect_rc(p, 1)
+        check("gave up after 2 recoveries" in p.stderr and "injected failure" in p.stderr, p.stderr)
+
+
 
 def main():
     passed = failed = 0
