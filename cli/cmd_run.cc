@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <mutex>
 #include <set>
@@ -67,7 +68,9 @@ uint64_t PeakRssBytes() {
 // Draws a one-line status on stderr every 250 ms while the run lasts (TTY only).
 class StatusLine {
  public:
-  explicit StatusLine(const Executor& ex) : ex_(ex) {
+  // `extra` (may be empty) adds text at the end of the line, e.g. the checkpoint number.
+  StatusLine(const Executor& ex, std::function<std::string()> extra)
+      : ex_(ex), extra_(std::move(extra)) {
     thread_ = std::thread([this] { Loop(); });
   }
   ~StatusLine() {
@@ -97,14 +100,16 @@ class StatusLine {
         if (n == 0) continue;
         backlog += " " + id + "=" + std::to_string(n);
       }
-      std::fprintf(stderr, "\r\033[K%.1fs  %llu events  %.0f/s  backlog:%s", p.elapsed_s,
+      const std::string extra = extra_ ? extra_() : std::string();
+      std::fprintf(stderr, "\r\033[K%.1fs  %llu events  %.0f/s  backlog:%s%s", p.elapsed_s,
                    static_cast<unsigned long long>(p.source_events), rate,
-                   backlog.empty() ? " none" : backlog.c_str());
+                   backlog.empty() ? " none" : backlog.c_str(), extra.c_str());
       std::fflush(stderr);
     }
   }
 
   const Executor& ex_;
+  std::function<std::string()> extra_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool done_ = false;
@@ -367,10 +372,11 @@ bool CheckRunFlags(const PipelineSpec& spec, const RunArgs& args, ChaosSpec* cha
 
 // One executor run with an optional status line.
 Status RunOnce(const PipelineSpec& spec, const Plan& plan, const Registry& registry,
-               const RunOptions& ro, RunStats* stats) {
+               const RunOptions& ro, RunStats* stats,
+               std::function<std::string()> status_extra = nullptr) {
   Executor executor(spec, plan, registry, ro);
   std::unique_ptr<StatusLine> line;
-  if (StatusLineEnabled()) line = std::make_unique<StatusLine>(executor);
+  if (StatusLineEnabled()) line = std::make_unique<StatusLine>(executor, std::move(status_extra));
   return executor.Run(stats);
 }
 
@@ -501,7 +507,11 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
       const bool recovering = totals.recoveries > 0 && t_fail.time_since_epoch().count() != 0;
       const auto t_attempt = std::chrono::steady_clock::now();
       RunStats s;
-      st = RunOnce(spec, plan, registry, ro, &s);
+      const int recoveries = totals.recoveries;
+      st = RunOnce(spec, plan, registry, ro, &s, [&guarantee, recoveries] {
+        return "  checkpoint " + std::to_string(guarantee.last_checkpoint()) + "  recoveries " +
+               std::to_string(recoveries);
+      });
       if (recovering) {
         const double ms =
             std::chrono::duration<double, std::milli>(t_attempt - t_fail).count() + s.open_s * 1000;

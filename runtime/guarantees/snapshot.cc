@@ -474,6 +474,7 @@ Status SnapshotGuarantee::Commit(int64_t id, CheckpointKind kind, CheckpointStat
   totals_.total_bytes += w->bytes_written();
   totals_.total_alignment_ms += static_cast<double>(alignment_ns) / 1e6;
   totals_.last_id = id;
+  last_checkpoint_.store(id, std::memory_order_relaxed);
   return Status::Ok();
 }
 

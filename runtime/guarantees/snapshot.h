@@ -125,7 +125,9 @@ class SnapshotGuarantee final : public Guarantee {
   Status OnSnapshot(uint64_t checkpoint, TaskSnapshot&& snapshot) override;
   void PersistBeforeCrash() override;
 
-  const CheckpointTotals& totals() const { return totals_; }
+  const CheckpointTotals& totals() const { return totals_; }  // after End()
+  // The newest checkpoint committed so far (0: none); any thread, for status lines.
+  int64_t last_checkpoint() const { return last_checkpoint_.load(std::memory_order_relaxed); }
 
  private:
   void Loop();
@@ -175,6 +177,7 @@ class SnapshotGuarantee final : public Guarantee {
   std::mutex store_mu_;  // every use of options_.store
   std::map<int, std::unique_ptr<Applier>> appliers_;  // checkpoint thread / End only
   CheckpointTotals totals_;
+  std::atomic<int64_t> last_checkpoint_{0};
 };
 
 }  // namespace onceflow
