@@ -118,6 +118,7 @@ class StatusLine {
 
 struct RunTotals {
   CheckpointTotals checkpoints;
+  uint64_t journaled_bytes = 0;  // stdin bytes appended to the state file's journal
   int recoveries = 0;
   double recovery_ms_total = 0;
   std::vector<double> recovery_ms;
@@ -160,6 +161,7 @@ nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats, const Ru
                       {"mean_bytes", static_cast<double>(c.total_bytes) / n},
                       {"mean_alignment_ms", c.total_alignment_ms / n},
                       {"last_id", c.last_id}};
+  j["stdin_journaled_bytes"] = totals.journaled_bytes;
   j["recoveries"] = {{"count", totals.recoveries},
                      {"mean_ms", totals.recoveries > 0 ? totals.recovery_ms_total / totals.recoveries : 0.0},
                      {"ms", totals.recovery_ms}};
@@ -350,15 +352,6 @@ bool CheckRunFlags(const PipelineSpec& spec, const RunArgs& args, ChaosSpec* cha
                   "; only operators fail on records");
     }
   }
-  if (checkpointing) {
-    for (const NodeSpec& n : spec.nodes) {
-      if (n.kind == NodeKind::kSource && n.type == "stdin") {
-        return fail("source '" + n.id +
-                    "': stdin is not journaled into the state file yet, so it cannot be "
-                    "replayed under effectively-once; use --semantics at-most-once");
-      }
-    }
-  }
   if (args.json) {
     for (const NodeSpec& n : spec.nodes) {
       if (n.kind == NodeKind::kSink && n.type == "stdout") {
@@ -527,6 +520,7 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
       totals.checkpoints.total_bytes += c.total_bytes;
       totals.checkpoints.total_alignment_ms += c.total_alignment_ms;
       if (c.last_id != 0) totals.checkpoints.last_id = c.last_id;
+      totals.journaled_bytes += guarantee.journaled_bytes();
       if (st.code() != Status::Code::kTransient) break;
       if (totals.recoveries >= spec.max_recoveries) {
         st = Status::Runtime("gave up after " + std::to_string(totals.recoveries) +

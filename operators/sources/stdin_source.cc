@@ -2,9 +2,22 @@
 // large chunks, waiting at most 50 ms in poll(2) so stop requests are seen while the
 // writer is quiet.
 //
-// Replay: stdin cannot be rewound. Seek accepts only the current position (a no-op);
-// journaling the stream into the state file, so that at-least-once and effectively-once
-// can replay it, is the executor's job (SPEC §3) and is not done here.
+// Replay. Standard input cannot be rewound, so a guarantee that replays (effectively-once)
+// hands the source a journal (NodeContext::journal, kept in the state file:
+// runtime/state/journal.h), and then:
+//   - Every chunk read from fd 0 is appended to the journal before the decoder sees it,
+//     so no record ever comes from bytes a crash could lose.
+//   - Offsets are offsets into the journaled stream, which runs on across runs: each
+//     run's stdin continues the stream where the journal ends (to continue a producer
+//     exactly, start it at that byte: the run logs it).
+//   - Open starts at offset 0 and Seek(pos) at pos.offset; either way the source serves
+//     the journaled bytes from there first (so a run with nothing to resume from replays
+//     the whole journal: what a run that crashed before its first checkpoint had read),
+//     and only when the journal is exhausted reads fd 0. The input ends at fd 0's EOF.
+//   - A csv stream resumed past 0 reads its header back from the start of the journal.
+// Position() is exact at record boundaries: the decoder's offset just after the last
+// record it produced, not the bytes read.
+// Without a journal (at-most-once) Seek accepts only the current position (a no-op).
 //
 // Threading: one instance (max_parallelism 1), called from its task thread only.
 #include <poll.h>
@@ -32,7 +45,9 @@ class StdinSource : public Source {
 
   Status Open(NodeContext& ctx) override {
     decoder_ = std::make_unique<StreamDecoder>(format_, ctx.node_index, ctx.errors);
+    journal_ = ctx.journal;
     eof_ = false;
+    read_pos_ = 0;
     return Status::Ok();
   }
 
@@ -48,6 +63,10 @@ class StdinSource : public Source {
       if (eof_) {
         *end = decoder_->buffered() == 0;
         break;
+      }
+      if (journal_ != nullptr && read_pos_ < journal_->size()) {
+        ONCEFLOW_RETURN_IF_ERROR(FillFromJournal());  // replay: no waiting
+        continue;
       }
       // Wait for input once per Read; after that, take only what is already there.
       struct pollfd p = {fd_, POLLIN, 0};
@@ -69,6 +88,12 @@ class StdinSource : public Source {
         eof_ = true;  // the final partial line is decoded at the top of the loop
         continue;
       }
+      if (journal_ != nullptr) {
+        // Durable before decoded: a record never comes from bytes a crash could lose.
+        Status st = journal_->Append(std::string_view(buf, static_cast<size_t>(n)));
+        if (!st.ok()) return st.WithContext("cannot journal stdin");
+      }
+      read_pos_ += static_cast<uint64_t>(n);
       decoder_->Commit(static_cast<size_t>(n));
     }
     return Status::Ok();
@@ -82,18 +107,75 @@ class StdinSource : public Source {
   }
 
   Status Seek(const SourcePosition& pos) override {
-    if (pos.offset == decoder_->offset() && pos.count == decoder_->count()) {
-      return Status::Ok();
+    if (journal_ == nullptr) {
+      if (pos.offset == decoder_->offset() && pos.count == decoder_->count()) {
+        return Status::Ok();
+      }
+      return Status::Runtime("stdin cannot be rewound (to byte " + std::to_string(pos.offset) +
+                             "; at byte " + std::to_string(decoder_->offset()) + ")");
     }
-    return Status::Runtime("stdin cannot be rewound (to byte " + std::to_string(pos.offset) +
-                           "; at byte " + std::to_string(decoder_->offset()) + ")");
+    if (pos.offset > journal_->size()) {
+      return Status::State("stdin journal holds " + std::to_string(journal_->size()) +
+                           " bytes; cannot resume at byte " + std::to_string(pos.offset));
+    }
+    if (format_ == Format::kCsv && pos.offset > 0 && !decoder_->has_header()) {
+      ONCEFLOW_RETURN_IF_ERROR(LoadCsvHeader());
+    }
+    decoder_->Reset(pos.offset, pos.count, pos.count);
+    read_pos_ = pos.offset;
+    eof_ = false;
+    return Status::Ok();
   }
 
  private:
+  // Hands the decoder the next journaled bytes from read_pos_.
+  Status FillFromJournal() {
+    size_t avail = 0;
+    char* buf = decoder_->WritableSpace(kChunk / 2, &avail);
+    ONCEFLOW_RETURN_IF_ERROR(journal_->Read(read_pos_, avail, &scratch_));
+    if (scratch_.empty()) {
+      return Status::State("stdin journal: nothing to replay at byte " + std::to_string(read_pos_) +
+                           " of " + std::to_string(journal_->size()));
+    }
+    std::memcpy(buf, scratch_.data(), scratch_.size());
+    decoder_->Commit(scratch_.size());
+    read_pos_ += scratch_.size();
+    return Status::Ok();
+  }
+
+  // The csv header, decoded from the start of the journaled stream.
+  Status LoadCsvHeader() {
+    StreamDecoder d(Format::kCsv, 0, nullptr);
+    RecordBatch unused;
+    Emitter sink(&unused);
+    uint64_t pos = 0;
+    std::string chunk;
+    while (!d.has_header()) {
+      size_t avail = 0;
+      char* p = d.WritableSpace(64 * 1024, &avail);
+      const bool at_end = pos >= journal_->size();
+      if (!at_end) {
+        ONCEFLOW_RETURN_IF_ERROR(journal_->Read(pos, avail, &chunk));
+        std::memcpy(p, chunk.data(), chunk.size());
+        d.Commit(chunk.size());
+        pos += chunk.size();
+      }
+      size_t produced = 0;
+      ONCEFLOW_RETURN_IF_ERROR(d.Decode(0, at_end, sink, &produced).WithContext("stdin journal"));
+      if (at_end) break;
+    }
+    if (!d.has_header()) return Status::State("stdin journal has no csv header to resume with");
+    decoder_->SetHeader(d.header());
+    return Status::Ok();
+  }
+
   int fd_;
   Format format_ = Format::kLines;
   bool eof_ = false;
   std::unique_ptr<StreamDecoder> decoder_;
+  SourceJournal* journal_ = nullptr;  // null: not journaled (at-most-once)
+  uint64_t read_pos_ = 0;             // stream offset of the next byte to hand the decoder
+  std::string scratch_;
 };
 
 }  // namespace
@@ -107,7 +189,8 @@ NodeTypeDef StdinSourceDef() {
   NodeTypeDef d;
   d.kind = NodeKind::kSource;
   d.type = "stdin";
-  d.summary = "read records from standard input (a new stream on every run)";
+  d.journaled = true;
+  d.summary = "read records from standard input (journaled under effectively-once)";
   d.options = {
       EnumOption("format", FormatChoices(), "lines",
                  "lines: {\"line\": TEXT} per line; jsonl: one JSON object per line; csv: "

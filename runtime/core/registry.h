@@ -67,6 +67,9 @@ struct NodeTypeDef {
   // Sinks that can hold their output back until a checkpoint completes and then apply it
   // exactly once (Sink::PreCommit rows + Sink::ApplyEpoch): the `sqlite` sink.
   bool two_phase = false;
+  // Sources that cannot rewind (`stdin`): a replaying guarantee journals their input
+  // (NodeContext::journal).
+  bool journaled = false;
 };
 
 // The options every node takes, whatever its type (parallelism, on_error, dead_letter,

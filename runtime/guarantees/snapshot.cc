@@ -6,6 +6,7 @@
 #include <set>
 
 #include "runtime/plan/partitioner.h"
+#include "runtime/state/journal.h"
 #include "spdlog/spdlog.h"
 
 namespace onceflow {
@@ -203,8 +204,27 @@ Status SnapshotGuarantee::LoadRestore() {
 }
 
 Status SnapshotGuarantee::BeforeOpen(int node, int instance, NodeContext* ctx, KeyedState* state) {
-  if (options_.resume_from == 0) return Status::Ok();
   const NodeSpec& ns = spec_->nodes[node];
+  if (ns.kind == NodeKind::kSource) {
+    const NodeTypeDef* def = options_.registry->Find(ns.kind, ns.type);
+    if (def != nullptr && def->journaled) {
+      // A source that cannot rewind reads through its journal in the state file: what
+      // it read before a crash and no checkpoint covers is replayed from there.
+      auto j = std::make_unique<StoreJournal>(options_.store, &store_mu_, ns.id, instance);
+      if (!j->status().ok()) return j->status();
+      ctx->journal = j.get();
+      if (j->size() > 0) {
+        spdlog::info("source '{}': the journal holds {} bytes of its stream; this run's stdin "
+                     "continues the stream at byte {}",
+                     ns.id, j->size(), j->size());
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      Journal& slot = journals_[{node, instance}];
+      slot.initial_size = j->size();
+      slot.journal = std::move(j);
+    }
+  }
+  if (options_.resume_from == 0) return Status::Ok();
   if (ns.kind == NodeKind::kSink) {
     auto it = restore_sinks_.find({node, instance});
     if (it != restore_sinks_.end()) {
@@ -243,6 +263,13 @@ FailureAction SnapshotGuarantee::OnTaskFailure(int, int, const Status& error) {
   cv_.notify_all();
   return error.code() == Status::Code::kTransient ? FailureAction::kRecover
                                                   : FailureAction::kFailRun;
+}
+
+uint64_t SnapshotGuarantee::journaled_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t total = 0;
+  for (const auto& [key, j] : journals_) total += j.journal->size() - j.initial_size;
+  return total;
 }
 
 uint64_t SnapshotGuarantee::OnSourceEnd(int) {

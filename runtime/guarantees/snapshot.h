@@ -70,6 +70,7 @@
 namespace onceflow {
 
 struct Applier;  // a sink instance that applies staged epochs (snapshot.cc)
+class StoreJournal;
 
 struct SnapshotOptions {
   StateStore* store = nullptr;  // open, writable (locked); outlives the guarantee
@@ -126,6 +127,8 @@ class SnapshotGuarantee final : public Guarantee {
   void PersistBeforeCrash() override;
 
   const CheckpointTotals& totals() const { return totals_; }  // after End()
+  // Bytes this run appended to the journals of sources that cannot rewind (stdin).
+  uint64_t journaled_bytes() const;
   // The newest checkpoint committed so far (0: none); any thread, for status lines.
   int64_t last_checkpoint() const { return last_checkpoint_.load(std::memory_order_relaxed); }
 
@@ -158,7 +161,7 @@ class SnapshotGuarantee final : public Guarantee {
   // ---- checkpoint thread ----
   std::atomic<uint64_t> barrier_{0};
   int savepoints_seen_ = 0;  // checkpoint thread only
-  std::mutex mu_;  // guards the fields below
+  mutable std::mutex mu_;  // guards the fields below
   std::condition_variable cv_;
   bool stopping_ = false;
   bool failed_ = false;
@@ -176,6 +179,12 @@ class SnapshotGuarantee final : public Guarantee {
 
   std::mutex store_mu_;  // every use of options_.store
   std::map<int, std::unique_ptr<Applier>> appliers_;  // checkpoint thread / End only
+  // Journals of `stdin`-like sources, made in BeforeOpen (task threads, under mu_).
+  struct Journal {
+    std::unique_ptr<StoreJournal> journal;
+    uint64_t initial_size = 0;
+  };
+  std::map<std::pair<int, int>, Journal> journals_;
   CheckpointTotals totals_;
   std::atomic<int64_t> last_checkpoint_{0};
 };

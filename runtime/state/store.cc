@@ -3,17 +3,18 @@
 //
 // FILE
 //   An SQLite 3 database, PRAGMA application_id = 0x4F4E4346 ("ONCF"), PRAGMA user_version
-//   = schema version (1). Created with mode 0600 by this code (open(O_CREAT|O_EXCL, 0600),
-//   umask-independent) before SQLite opens it. Journal mode WAL. A file that does not start
-//   with "SQLite format 3\0", whose header promises more pages than the file holds, whose
-//   application_id is not ours, or whose user_version is newer than this build is refused
-//   (Status::State) from its raw header bytes, before SQLite opens it; a file whose meta
-//   names another pipeline is refused after reading meta and before any write (and the
-//   connection of a refused file skips the WAL checkpoint on close), so a refused file is
-//   never modified. The only file accepted without the header is an empty
+//   = schema version (2; 1 is migrated, see MIGRATIONS). Created with mode 0600 by this
+//   code (open(O_CREAT|O_EXCL, 0600), umask-independent) before SQLite opens it. Journal
+//   mode WAL. A file that does not start with "SQLite format 3\0", whose header promises
+//   more pages than the file holds, whose application_id is not ours, or whose
+//   user_version is newer than this build is refused (Status::State) from its raw header
+//   bytes, before SQLite opens it; a file whose meta names another pipeline is refused
+//   after reading meta and before any write (and the connection of a refused file skips
+//   the WAL checkpoint on close), so a refused file is never modified. The only file
+//   accepted without the header is an empty
 //   one (0 bytes): what a crash right after creating the file leaves; it is initialised.
 //
-// TABLES (schema version 1)
+// TABLES (schema version 2)
 //   meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) — one row per setting:
 //     format        "onceflow-state": the application marker (besides application_id).
 //     pipeline      the pipeline name this file belongs to (one file, one pipeline).
@@ -51,6 +52,31 @@
 //     pre-commit at the barrier (a file sink's fsynced length of `path`).
 //   sink_staging(checkpoint, node, seq, row BLOB) — rows an `sqlite` sink staged for epoch
 //     `checkpoint`; the sink deletes them after applying them durably to its database.
+//   journal(node TEXT, instance INTEGER, offset INTEGER, data BLOB,
+//           PRIMARY KEY(node, instance, offset))                               (since v2)
+//     The input of a source that cannot rewind (`stdin`), journaled before it is decoded
+//     (journal.h), one row per appended chunk; offset = the stream offset of the chunk's
+//     first byte. The stream runs on across runs (each run's stdin continues it), and the
+//     chunks of one (node, instance) are contiguous: each starts where the previous one
+//     ends, so the journal's size is the last offset + length(data). The source's
+//     source_offsets rows are offsets into this stream. Pruning (PruneJournals, run by
+//     Prune and Delete) drops the chunks that end at or before the smallest offset any
+//     complete checkpoint recorded for that (node, instance), except the first chunk
+//     (offset 0: a csv stream's header); a journal no checkpoint refers to is kept whole.
+//     A rowid table on purpose: chunks are large blobs, which WITHOUT ROWID tables store
+//     poorly; the primary key's index serves every query.
+//
+// MIGRATIONS
+//   A writable Open of a file with an older user_version migrates it in one transaction
+//   (committed with synchronous=FULL) that also sets the new user_version, then copies the
+//   new header into the main file with a WAL checkpoint. A crash inside the transaction
+//   leaves the old version intact (the transaction is atomic), and the next writable Open
+//   migrates again. A crash after its commit but before the WAL checkpoint leaves the new
+//   version only in the WAL: Open takes the version from SQLite (main file + WAL), not from
+//   the raw header, so it does not migrate twice. A read-only Open does not migrate: it
+//   reads an older file as it is (a v1 file has no journals: they read as empty).
+//   1 -> 2  creates `journal` (empty). No other table changes.
+//   A file whose version is newer than this build is refused untouched (see FILE).
 //
 // WRITES AND CRASHES
 //   Every change is one SQLite transaction; a crash (or power cut) at any point leaves each
@@ -58,7 +84,8 @@
 //   - Creation: the schema, application_id and user_version are written in one
 //     transaction in rollback-journal mode, and only then is the file switched to WAL. A
 //     crash before that commit leaves an empty file (or a hot journal SQLite rolls back to
-//     empty): the next Open initialises it. A crash after it leaves a valid v1 file.
+//     empty): the next Open initialises it. A crash after it leaves a valid file of the
+//     current version.
 //   - BeginCheckpoint bumps last_id and inserts the pending row in one NORMAL transaction.
 //     If a power cut loses it, that id may be handed out again — harmless, nothing durable
 //     referred to it (a later FULL commit makes every earlier WAL frame durable too).
@@ -67,10 +94,19 @@
 //     synchronous=FULL: the completion record is never lost once Commit returned ok. A
 //     crash before that leaves the previous checkpoint the latest complete one and a
 //     pending row (cleaned up on the next writable Open).
-//   - Delete/Prune move rows to children and delete in one transaction each (NORMAL: a
-//     delete lost to a power cut only brings a deletable checkpoint back).
-//   - Fresh and StartLine commit with FULL: a run must not start writing its sinks on the
-//     strength of a "continues from" that a power cut could take back.
+//   - Delete/Prune move rows to children and delete, then prune the journals, in one
+//     transaction each (NORMAL: a delete lost to a power cut only brings a deletable
+//     checkpoint back, with the journal chunks it needs: both were in that transaction).
+//   - JournalAppend inserts one chunk in one NORMAL transaction. A committed WAL
+//     transaction is in the OS's page cache when COMMIT returns, so a crash of the process
+//     (kill -9, --chaos crash) never loses it; a power cut may lose appends made after the
+//     last fsync of the WAL. Every checkpoint that refers to journal bytes commits with
+//     FULL after they were appended (they are appended before they are decoded), and that
+//     fsync makes every earlier WAL frame durable too: a power cut only loses journal bytes
+//     no checkpoint refers to, i.e. input past the resume point.
+//   - Fresh (which also empties `journal`) and StartLine commit with FULL: a run must not
+//     start writing its sinks on the strength of a "continues from" that a power cut could
+//     take back.
 //
 // SYNCHRONOUS
 //   The connection runs with synchronous=NORMAL (in WAL mode: the WAL is fsynced at each
@@ -220,6 +256,14 @@ const char* const kSchemaV1[] = {
     " seq INTEGER NOT NULL, row BLOB NOT NULL, PRIMARY KEY(checkpoint, node, seq))",
 };
 
+// Version 1 -> 2: source journals. A rowid table (not WITHOUT ROWID): its rows are chunks
+// of up to hundreds of KB, and SQLite's WITHOUT ROWID tables suit small rows; the primary
+// key's index serves every lookup and the size and prune queries without reading blobs.
+const char* const kSchemaV2[] = {
+    "CREATE TABLE journal(node TEXT NOT NULL, instance INTEGER NOT NULL,"
+    " offset INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(node, instance, offset))",
+};
+
 Status SqlError(const std::string& path, const std::string& what, sqlite3* db) {
   return Status::State("state file " + path + ": " + what + ": " +
                        (db ? sqlite3_errmsg(db) : "cannot allocate"));
@@ -236,11 +280,14 @@ Status ExecOn(sqlite3* db, const std::string& path, const char* sql) {
 }
 
 // Brings the schema from `from` to StateStore::kSchemaVersion, inside the caller's
-// transaction. Each step is one case; later versions add `case 1:` and so on.
+// transaction. Each step is one case; later versions add `case 2:` and so on.
 Status Migrate(sqlite3* db, const std::string& path, int from) {
   switch (from) {
     case 0:
       for (const char* sql : kSchemaV1) ONCEFLOW_RETURN_IF_ERROR(ExecOn(db, path, sql));
+      [[fallthrough]];
+    case 1:
+      for (const char* sql : kSchemaV2) ONCEFLOW_RETURN_IF_ERROR(ExecOn(db, path, sql));
       [[fallthrough]];
     default:
       break;
@@ -284,9 +331,14 @@ Status InspectHeader(const std::string& path, bool* empty, int64_t* version) {
     return Status::State("state file " + path + ": corrupt SQLite header (page size)");
   }
   // The in-header page count is valid when the change counter (24) equals the
-  // version-valid-for number (92). A file shorter than it promises was truncated.
+  // version-valid-for number (92). A file shorter than it promises was truncated —
+  // unless a WAL is there: a process killed while a WAL checkpoint copied pages back may
+  // leave page 1 (with the new count) written and later pages not yet, which is legal,
+  // since the WAL still holds every one of them and SQLite replays it.
+  struct stat wal;
+  const bool has_wal = stat((path + "-wal").c_str(), &wal) == 0 && wal.st_size > 0;
   uint32_t pages = Be32(h + 28);
-  if (Be32(h + 24) == Be32(h + 92) && pages != 0 &&
+  if (!has_wal && Be32(h + 24) == Be32(h + 92) && pages != 0 &&
       static_cast<uint64_t>(st.st_size) < static_cast<uint64_t>(pages) * page_size) {
     return Status::State("state file " + path + ": truncated (header says " +
                          std::to_string(static_cast<uint64_t>(pages) * page_size) +
@@ -353,6 +405,15 @@ Status CheckMeta(sqlite3* db, const std::string& path, const std::string& pipeli
   // Reading a whole table proves the pages behind the header are readable too.
   Stmt q(db, "SELECT count(*), coalesce(max(id), 0) FROM checkpoints");
   if (q.Step() != SQLITE_ROW) return SqlError(path, "corrupt", db);
+  return Status::Ok();
+}
+
+// PRAGMA user_version through SQLite (which sees a committed migration still in the WAL,
+// unlike the raw header InspectHeader reads).
+Status UserVersionOn(sqlite3* db, const std::string& path, int64_t* version) {
+  Stmt q(db, "PRAGMA user_version");
+  if (q.Step() != SQLITE_ROW) return SqlError(path, "reading the schema version", db);
+  *version = q.Int(0);
   return Status::Ok();
 }
 
@@ -527,7 +588,8 @@ Status StateStore::Open(const std::string& path, const std::string& pipeline_nam
   if (!mode.read_only) ONCEFLOW_RETURN_IF_ERROR(s->lock_.Acquire(path + ".lock", path));
 
   bool create = false;
-  int64_t version = 0;
+  int64_t version = 0;     // user_version in the raw header of the main file
+  int64_t db_version = 0;  // ... as SQLite sees it (main file + WAL)
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
     if (errno != ENOENT) {
@@ -554,19 +616,33 @@ Status StateStore::Open(const std::string& path, const std::string& pipeline_nam
       create = true;  // a crash right after creation: initialise it
     }
   }
-  if (!create && version < kSchemaVersion && mode.read_only) {
-    return Status::State("state file " + path + ": schema " + std::to_string(version) +
-                         " needs a migration; open it with a run first");
-  }
-
   int flags = mode.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
   if (sqlite3_open_v2(path.c_str(), &s->db_, flags | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
     return SqlError(path, "cannot open", s->db_);
   }
   sqlite3_busy_timeout(s->db_, 5000);
+  // Until Open succeeds, closing must not checkpoint a WAL into the main file (SQLite does
+  // that when the last connection closes): a refused file stays untouched.
+  sqlite3_db_config(s->db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   sqlite3_extended_result_codes(s->db_, 1);
   // Still before any write: a state file of another pipeline is refused untouched.
-  if (!create) ONCEFLOW_RETURN_IF_ERROR(CheckMeta(s->db_, path, pipeline_name));
+  if (!create) {
+    ONCEFLOW_RETURN_IF_ERROR(CheckMeta(s->db_, path, pipeline_name));
+    // The raw header may lag behind a migration committed to the WAL (a crash before the
+    // WAL checkpoint that follows it): SQLite's view is the real version.
+    ONCEFLOW_RETURN_IF_ERROR(UserVersionOn(s->db_, path, &db_version));
+    if (db_version > kSchemaVersion) {
+      return Status::State("state file " + path + ": written by a newer onceflow: schema " +
+                           std::to_string(db_version) + ", this build reads up to " +
+                           std::to_string(kSchemaVersion));
+    }
+    if (db_version < 1) {
+      return Status::State("state file " + path + ": onceflow marker without a schema (version " +
+                           std::to_string(db_version) + ")");
+    }
+    // A read-only store of an older file reads it as it is (no journals in v1).
+    s->schema_version_ = static_cast<int>(db_version);
+  }
 
   if (create) {
     // Schema first, in rollback-journal mode and one transaction, then WAL: a crash in
@@ -594,8 +670,14 @@ Status StateStore::Open(const std::string& path, const std::string& pipeline_nam
     ONCEFLOW_RETURN_IF_ERROR(s->Exec("COMMIT"));
     FsyncDir(path);  // the new directory entry survives a power cut too
   } else if (!mode.read_only && version < kSchemaVersion) {
-    ONCEFLOW_RETURN_IF_ERROR(
-        s->WithTransaction(true, [&] { return Migrate(s->db_, path, static_cast<int>(version)); }));
+    // `version` is the raw header's; the WAL may already hold a committed migration (a
+    // crash before the WAL checkpoint below), so the migration starts from SQLite's view.
+    if (db_version < kSchemaVersion) {
+      // One FULL transaction: a crash in it leaves the file at its old version, intact.
+      ONCEFLOW_RETURN_IF_ERROR(s->WithTransaction(
+          true, [&] { return Migrate(s->db_, path, static_cast<int>(db_version)); }));
+    }
+    s->schema_version_ = kSchemaVersion;
     // Copy the new header into the main file now (see InspectHeader).
     sqlite3_wal_checkpoint_v2(s->db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
   }
@@ -629,6 +711,7 @@ Status StateStore::Open(const std::string& path, const std::string& pipeline_nam
   s->pipeline_ = v;
   ONCEFLOW_RETURN_IF_ERROR(s->GetMeta("lineage", &v, &found));
   s->lineage_ = v;
+  sqlite3_db_config(s->db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, nullptr);
   s->opened_ = true;
   *store = std::move(s);
   return Status::Ok();
@@ -1123,7 +1206,8 @@ Status StateStore::Delete(int64_t id) {
                            " is the latest complete checkpoint (the next run resumes from it);"
                            " use --fresh or --from-checkpoint to leave it");
     }
-    return DeleteLocked(id);
+    ONCEFLOW_RETURN_IF_ERROR(DeleteLocked(id));
+    return PruneJournalsLocked(nullptr);
   });
 }
 
@@ -1149,7 +1233,7 @@ Status StateStore::Prune(int keep, int* deleted) {
     std::sort(victims.begin(), victims.end());
     for (int64_t id : victims) ONCEFLOW_RETURN_IF_ERROR(DeleteLocked(id));
     if (deleted) *deleted = static_cast<int>(victims.size());
-    return Status::Ok();
+    return PruneJournalsLocked(nullptr);
   });
 }
 
@@ -1161,6 +1245,7 @@ Status StateStore::Fresh() {
         "DELETE FROM sink_staging", "DELETE FROM checkpoints",
     };
     for (const char* sql : kDeletes) ONCEFLOW_RETURN_IF_ERROR(Exec(sql));
+    if (schema_version_ >= 2) ONCEFLOW_RETURN_IF_ERROR(Exec("DELETE FROM journal"));
     // last_id stays: ids are never reused.
     ONCEFLOW_RETURN_IF_ERROR(SetMetaOn(db_, path_, "lineage", lineage));
     ONCEFLOW_RETURN_IF_ERROR(SetMetaOn(db_, path_, "head", "0"));
@@ -1184,6 +1269,123 @@ Status StateStore::StartLine(int64_t from_id) {
     ONCEFLOW_RETURN_IF_ERROR(SetMetaOn(db_, path_, "head", std::to_string(from_id)));
     return SetMetaOn(db_, path_, "line_start", std::to_string(from_id));
   });
+}
+
+// ---- source journals ----
+
+Status StateStore::JournalSize(const std::string& node, int instance, uint64_t* size) {
+  *size = 0;
+  if (schema_version_ < 2) return Status::Ok();  // a v1 file opened read-only
+  Stmt q(db_,
+         "SELECT offset + length(data) FROM journal WHERE node=?1 AND instance=?2"
+         " ORDER BY offset DESC LIMIT 1");
+  q.Bind(1, node).Bind(2, int64_t{instance});
+  int rc = q.Step();
+  if (rc == SQLITE_ROW) *size = static_cast<uint64_t>(q.Int(0));
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok() : Error("reading journal size");
+}
+
+Status StateStore::JournalAppend(const std::string& node, int instance, uint64_t offset,
+                                 std::string_view bytes) {
+  if (bytes.empty()) return Status::Ok();
+  return WithTransaction(false, [&] {
+    uint64_t size = 0;
+    ONCEFLOW_RETURN_IF_ERROR(JournalSize(node, instance, &size));
+    if (offset != size) {
+      return Status::State("state file " + path_ + ": journal of " + node + "[" +
+                           std::to_string(instance) + "] ends at byte " + std::to_string(size) +
+                           ", cannot append at " + std::to_string(offset));
+    }
+    Stmt ins(db_, "INSERT INTO journal(node, instance, offset, data) VALUES(?1,?2,?3,?4)");
+    ins.Bind(1, node).Bind(2, int64_t{instance}).Bind(3, static_cast<int64_t>(offset));
+    ins.BindBlob(4, bytes);
+    return ins.Step() == SQLITE_DONE ? Status::Ok() : Error("appending to the journal");
+  });
+}
+
+Status StateStore::JournalRead(const std::string& node, int instance, uint64_t offset, size_t max,
+                               std::string* out) {
+  out->clear();
+  uint64_t size = 0;
+  ONCEFLOW_RETURN_IF_ERROR(JournalSize(node, instance, &size));
+  if (offset >= size || max == 0) return Status::Ok();
+  auto pruned = [&] {
+    return Status::State("state file " + path_ + ": journal of " + node + "[" +
+                         std::to_string(instance) + "] no longer holds byte " +
+                         std::to_string(offset) + " (pruned with the checkpoints that needed it)");
+  };
+  // The chunk holding `offset` is the last one starting at or before it; then the chunks
+  // after it, as long as they are contiguous.
+  Stmt first(db_, "SELECT max(offset) FROM journal WHERE node=?1 AND instance=?2 AND offset<=?3");
+  first.Bind(1, node).Bind(2, int64_t{instance}).Bind(3, static_cast<int64_t>(offset));
+  if (first.Step() != SQLITE_ROW) return Error("reading the journal");
+  if (first.IsNull(0)) return pruned();
+  int64_t start = first.Int(0);
+  Stmt q(db_,
+         "SELECT offset, data FROM journal WHERE node=?1 AND instance=?2 AND offset>=?3"
+         " ORDER BY offset");
+  q.Bind(1, node).Bind(2, int64_t{instance}).Bind(3, start);
+  uint64_t expect = static_cast<uint64_t>(start);
+  int rc = SQLITE_DONE;
+  while (out->size() < max) {
+    rc = q.Step();
+    if (rc != SQLITE_ROW) break;
+    uint64_t at = static_cast<uint64_t>(q.Int(0));
+    if (at != expect) break;  // a gap: pruned (cannot happen after the first chunk)
+    std::string_view data = q.Blob(1);
+    expect = at + data.size();
+    if (expect <= offset) continue;  // the chunk before a pruned gap
+    if (at < offset) data.remove_prefix(static_cast<size_t>(offset - at));
+    out->append(data.substr(0, max - out->size()));
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("reading the journal");
+  if (out->empty()) return pruned();
+  return Status::Ok();
+}
+
+Status StateStore::PruneJournals(int64_t* dropped_bytes) {
+  return WithTransaction(false, [&] { return PruneJournalsLocked(dropped_bytes); });
+}
+
+Status StateStore::PruneJournalsLocked(int64_t* dropped_bytes) {
+  if (dropped_bytes) *dropped_bytes = 0;
+  if (schema_version_ < 2) return Status::Ok();
+  std::vector<std::pair<std::string, int64_t>> journals;
+  {
+    Stmt q(db_, "SELECT DISTINCT node, instance FROM journal ORDER BY node, instance");
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) journals.emplace_back(q.Text(0), q.Int(1));
+    if (rc != SQLITE_DONE) return Error("listing journals");
+  }
+  for (const auto& [node, instance] : journals) {
+    // The oldest position any complete checkpoint (of any line) may resume this source from.
+    Stmt need(db_,
+              "SELECT min(o.offset) FROM source_offsets o JOIN checkpoints c ON c.id=o.checkpoint"
+              " WHERE o.node=?1 AND o.instance=?2 AND c.status!='pending'");
+    need.Bind(1, node).Bind(2, instance);
+    if (need.Step() != SQLITE_ROW) return Error("reading source offsets");
+    if (need.IsNull(0)) continue;  // no checkpoint yet: a resume replays the whole journal
+    // Chunks before the one holding that offset end at or before it.
+    Stmt holder(db_,
+                "SELECT max(offset) FROM journal WHERE node=?1 AND instance=?2 AND offset<=?3");
+    holder.Bind(1, node).Bind(2, instance).Bind(3, need.Int(0));
+    if (holder.Step() != SQLITE_ROW) return Error("reading the journal");
+    if (holder.IsNull(0)) continue;
+    int64_t keep_from = holder.Int(0);
+    if (dropped_bytes) {
+      Stmt sum(db_,
+               "SELECT coalesce(sum(length(data)), 0) FROM journal WHERE node=?1 AND"
+               " instance=?2 AND offset>0 AND offset<?3");
+      sum.Bind(1, node).Bind(2, instance).Bind(3, keep_from);
+      if (sum.Step() != SQLITE_ROW) return Error("reading the journal");
+      *dropped_bytes += sum.Int(0);
+    }
+    // The first chunk (offset 0) stays: it holds a csv stream's header.
+    Stmt del(db_, "DELETE FROM journal WHERE node=?1 AND instance=?2 AND offset>0 AND offset<?3");
+    del.Bind(1, node).Bind(2, instance).Bind(3, keep_from);
+    if (del.Step() != SQLITE_DONE) return Error("pruning the journal");
+  }
+  return Status::Ok();
 }
 
 }  // namespace onceflow

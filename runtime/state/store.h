@@ -1,7 +1,7 @@
 // StateStore: the one SQLite file that holds everything durable about a pipeline's runs —
-// checkpoints, versioned keyed state, source offsets, sink pre-commits and staged sink
-// rows. The on-disk format (table by table) and what a crash at any point leaves behind
-// are documented at the top of store.cc.
+// checkpoints, versioned keyed state, source offsets, sink pre-commits, staged sink rows
+// and the journals of sources that cannot rewind (`stdin`). The on-disk format (table by
+// table) and what a crash at any point leaves behind are documented at the top of store.cc.
 //
 // Model:
 //   - A checkpoint has an id that is never reused (a high-water mark survives Delete and
@@ -19,6 +19,11 @@
 //     `latest` then means the newest checkpoint of the replay's line.
 //   - `final` checkpoints commit with status `completed` (every source ended) or `stopped`
 //     (signal, --max-events, --duration); both are complete, restorable checkpoints.
+//   - Journals: per source (node, instance), the bytes of a stream that cannot be rewound,
+//     appended before they are decoded (runtime/state/journal.h wraps them as a
+//     SourceJournal). Offsets count bytes of the whole stream across runs. Journal bytes
+//     wholly before the smallest offset any complete checkpoint recorded for that source
+//     are dropped by Prune and Delete (see PruneJournals).
 //
 // Locking: a writable store holds an exclusive fcntl lock on `<state>.lock` (see
 // file_lock.h) for its whole life; a second writer (another process) is refused with
@@ -163,7 +168,7 @@ class CheckpointWriter {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   // PRAGMA application_id of every onceflow state file: "ONCF".
   static constexpr int32_t kApplicationId = 0x4F4E4346;
 
@@ -182,6 +187,9 @@ class StateStore {
   const std::string& pipeline_name() const { return pipeline_; }
   const std::string& lineage_id() const { return lineage_; }  // 32 hex digits
   bool read_only() const { return read_only_; }
+  // The file's schema version: kSchemaVersion, except for an older file opened read-only
+  // (not migrated; a v1 file has no journals and reads them as empty).
+  int schema_version() const { return schema_version_; }
 
   // Free-form meta values (e.g. "fingerprint"). Keys listed in store.cc are reserved.
   Status GetMeta(const std::string& key, std::string* value, bool* found);
@@ -224,29 +232,62 @@ class StateStore {
   // Deletes checkpoint `id` (any kind). Refuses the head of the current line (the next run
   // resumes from it). State rows of `id` that later checkpoints still need are handed
   // down to its children, so every remaining checkpoint restores exactly as before.
+  // Journal chunks no remaining checkpoint needs go in the same transaction
+  // (PruneJournals).
   Status Delete(int64_t id);
   // Keeps the `keep` newest complete `checkpoint`/`final` checkpoints (and always the head
-  // and every savepoint); deletes the others as Delete does. *deleted may be null.
+  // and every savepoint); deletes the others as Delete does, then drops the journal chunks
+  // no remaining checkpoint needs (PruneJournals), all in one transaction. *deleted may be
+  // null.
   Status Prune(int keep, int* deleted);
-  // --fresh: deletes every checkpoint, state row, offset, commit and staged row; makes a
-  // new lineage id; keeps the id high-water mark. Durable (FULL) before it returns.
+  // --fresh: deletes every checkpoint, state row, offset, commit, staged row and journal;
+  // makes a new lineage id; keeps the id high-water mark. Durable (FULL) before it returns.
   Status Fresh();
   // Records durably that this run continues from checkpoint `from_id` (0: from the
   // beginning, keeping the old checkpoints): the head moves there.
   Status StartLine(int64_t from_id);
+
+  // ---- source journals (stdin) ----
+  // A journal is the byte stream of one source instance (node, instance), stored as
+  // chunks keyed by the stream offset of their first byte. Offsets are contiguous: a
+  // chunk starts where the previous one ends.
+  //
+  // The journal's size: the offset just after its last chunk (0 when empty).
+  Status JournalSize(const std::string& node, int instance, uint64_t* size);
+  // Appends `bytes` as one chunk at `offset`, which must equal JournalSize (Status::State
+  // otherwise). One transaction, committed with synchronous=NORMAL: once it returned, a
+  // crash of the process (kill -9) cannot lose it; a power cut can lose only appends
+  // after the last FULL commit (a checkpoint's), which no checkpoint refers to. Empty
+  // `bytes` write nothing.
+  Status JournalAppend(const std::string& node, int instance, uint64_t offset,
+                       std::string_view bytes);
+  // Reads up to `max` journaled bytes from `offset` on, concatenating chunks, into *out
+  // (replaced). Empty when offset >= JournalSize. Status::State when `offset` lies in a
+  // part that pruning already dropped.
+  Status JournalRead(const std::string& node, int instance, uint64_t offset, size_t max,
+                     std::string* out);
+  // Drops journal chunks that no complete checkpoint needs: for each journaled (node,
+  // instance) with at least one source_offsets row in a complete checkpoint (any line),
+  // every chunk that ends at or before the smallest such offset, except the first chunk
+  // (offset 0, which holds a csv stream's header). A journal that no checkpoint refers to
+  // is kept whole (a run that crashed before its first checkpoint replays all of it).
+  // Prune and Delete run this in their own transaction; *dropped_bytes may be null.
+  Status PruneJournals(int64_t* dropped_bytes = nullptr);
 
  private:
   friend class CheckpointWriter;
   StateStore() = default;
   Status Exec(const char* sql);
   Status LoadInfo(int64_t id, CheckpointInfo* info, bool* found);
-  Status DeleteLocked(int64_t id);  // inside a transaction
+  Status DeleteLocked(int64_t id);                     // inside a transaction
+  Status PruneJournalsLocked(int64_t* dropped_bytes);  // inside a transaction
   Status CommitWriter(CheckpointWriter* w, CheckpointStatus status);
   Status WithTransaction(bool full_sync, const std::function<Status()>& body);
   Status Error(const std::string& what) const;
 
   std::string path_, pipeline_, lineage_;
   bool read_only_ = false;
+  int schema_version_ = kSchemaVersion;
   bool opened_ = false;  // Open finished: the file is ours and may be written
   sqlite3* db_ = nullptr;
   FileLock lock_;
