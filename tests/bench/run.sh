@@ -13,6 +13,9 @@
 #   --semantics S  onceflow's --semantics (default at-most-once)
 #   --pipelines D  folder holding wordcount.yaml and orders.yaml (default
 #                  pipelines/ of this repository)
+#   --state-keys N keys in the state-store benchmark (default 1000000; 0 skips
+#                  it); needs DIR/tests/bench/state_bench (links the runtime, so
+#                  it is never compiled by this script)
 # N accepts a k/M suffix (200k, 20M).
 #
 # Input data is generated once into tests/bench/data/ (git-ignored) and reused
@@ -35,6 +38,7 @@ RUNS=3
 BUILD="$ROOT/build"
 SEMANTICS=at-most-once
 PIPELINES="$ROOT/pipelines"
+N_STATE_KEYS=1000000
 
 die() {
   echo "run.sh: $*" >&2
@@ -60,6 +64,7 @@ while (($#)); do
     --build) BUILD="${2:?--build needs a value}"; shift 2 ;;
     --semantics) SEMANTICS="${2:?--semantics needs a value}"; shift 2 ;;
     --pipelines) PIPELINES="${2:?--pipelines needs a value}"; shift 2 ;;
+    --state-keys) N_STATE_KEYS=$(to_count "${2:?--state-keys needs a value}"); shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -316,6 +321,29 @@ if ((N_ORDERS > 0)); then
     fi
     if [[ -z "${FAILED[orders_python]:-}" ]]; then
       check "orders_python vs orders_cpp" python3 "$BENCH/check_outputs.py" orders "$TMP/cpp.db" "$TMP/py.db"
+    fi
+  fi
+fi
+
+if ((N_STATE_KEYS > 0)); then
+  echo
+  echo "== state store: $N_STATE_KEYS keys, full / incremental (1% changed) checkpoint and restore =="
+  if [[ ! -x "$BIN_DIR/state_bench" ]]; then
+    echo "  state_bench: SKIPPED, $BIN_DIR/state_bench not found (cmake --build $BUILD --target state_bench)"
+  else
+    if [[ "$BENCH/state_bench.cc" -nt "$BIN_DIR/state_bench" ]]; then
+      echo "warning: $BIN_DIR/state_bench is older than state_bench.cc; rebuild it (cmake --build)" >&2
+    fi
+    # One process does every step (its table is the report); the state file goes to $TMP.
+    SB_RC=0
+    "$BIN_DIR/state_bench" --keys "$N_STATE_KEYS" --dir "$TMP" >"$TMP/state_bench.out" 2>"$TMP/state_bench.err" || SB_RC=$?
+    if ((SB_RC == 0)); then
+      sed -n '3,$p' "$TMP/state_bench.out"
+    else
+      STATUS=1
+      echo "  state_bench FAILED (exit $SB_RC)" >&2
+      cat "$TMP/state_bench.out"
+      tail -n 5 "$TMP/state_bench.err" | sed 's/^/    | /' >&2
     fi
   fi
 fi
