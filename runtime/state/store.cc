@@ -33,8 +33,9 @@
 //   checkpoints(id INTEGER PRIMARY KEY, kind TEXT, status TEXT, created INTEGER,
 //               events INTEGER, bytes INTEGER, duration_ms INTEGER, alignment_ms INTEGER,
 //               parent INTEGER NULL)
-//     kind checkpoint|savepoint|final; status pending|completed|stopped (stopped: final
-//     only); created unix ms at BeginCheckpoint; events = source events covered; bytes =
+//     kind checkpoint|savepoint|final; status pending|completed|stopped|merged (stopped:
+//     final only; merged: deleted, kept only as the state base of its one child's line —
+//     see Delete — never listed or restorable); created unix ms at BeginCheckpoint; events = source events covered; bytes =
 //     key + value + staged-row bytes it wrote; parent = the previous checkpoint of its line
 //     (NULL = the first of its line). A pending row is a checkpoint that began but never
 //     committed: ignored by every reader and deleted by the next writable Open.
@@ -94,9 +95,10 @@
 //     synchronous=FULL: the completion record is never lost once Commit returned ok. A
 //     crash before that leaves the previous checkpoint the latest complete one and a
 //     pending row (cleaned up on the next writable Open).
-//   - Delete/Prune move rows to children and delete, then prune the journals, in one
-//     transaction each (NORMAL: a delete lost to a power cut only brings a deletable
-//     checkpoint back, with the journal chunks it needs: both were in that transaction).
+//   - Delete/Prune merge a checkpoint into its only child's line (or move its rows to its
+//     children) and delete, then prune the journals, in one transaction each (NORMAL: a
+//     delete lost to a power cut only brings a deletable checkpoint back, with the journal
+//     chunks it needs: both were in that transaction).
 //   - JournalAppend inserts one chunk in one NORMAL transaction. A committed WAL
 //     transaction is in the OS's page cache when COMMIT returns, so a crash of the process
 //     (kill -9, --chaos crash) never loses it; a power cut may lose appends made after the
@@ -448,9 +450,16 @@ bool ParseStatus(const std::string& s, CheckpointStatus* st) {
     *st = CheckpointStatus::kCompleted;
   else if (s == "stopped")
     *st = CheckpointStatus::kStopped;
+  else if (s == "merged")
+    *st = CheckpointStatus::kMerged;
   else
     return false;
   return true;
+}
+
+// A checkpoint that can be listed, shown, restored and resumed from.
+bool Complete(const CheckpointInfo& info) {
+  return info.status == CheckpointStatus::kCompleted || info.status == CheckpointStatus::kStopped;
 }
 
 constexpr char kInfoColumns[] =
@@ -492,6 +501,8 @@ const char* CheckpointStatusName(CheckpointStatus s) {
       return "completed";
     case CheckpointStatus::kStopped:
       return "stopped";
+    case CheckpointStatus::kMerged:
+      return "merged";
   }
   return "pending";
 }
@@ -564,7 +575,7 @@ void CheckpointWriter::SetStats(int64_t events, int64_t duration_ms, int64_t ali
 
 Status CheckpointWriter::Commit(CheckpointStatus status) {
   if (committed_) return Status::State("checkpoint " + std::to_string(id_) + " already committed");
-  if (status == CheckpointStatus::kPending ||
+  if (status == CheckpointStatus::kPending || status == CheckpointStatus::kMerged ||
       (status == CheckpointStatus::kStopped && kind_ != CheckpointKind::kFinal)) {
     return Status::Invalid(std::string("checkpoint ") + std::to_string(id_) +
                            ": cannot commit with status " + CheckpointStatusName(status));
@@ -934,7 +945,7 @@ Status StateStore::LatestCompleted(int64_t* id) { return MetaInt(db_, path_, "he
 Status StateStore::List(std::vector<CheckpointInfo>* out) {
   out->clear();
   std::string sql = std::string("SELECT ") + kInfoColumns +
-                    " FROM checkpoints WHERE status != 'pending' ORDER BY id";
+                    " FROM checkpoints WHERE status IN ('completed', 'stopped') ORDER BY id";
   Stmt q(db_, sql.c_str());
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) out->push_back(InfoFrom(q));
@@ -983,7 +994,7 @@ Status StateStore::RestoreState(
   CheckpointInfo info;
   bool found = false;
   ONCEFLOW_RETURN_IF_ERROR(LoadInfo(id, &info, &found));
-  if (!found || info.status == CheckpointStatus::kPending) {
+  if (!found || !Complete(info)) {
     return Status::State("state file " + path_ + ": no complete checkpoint " + std::to_string(id));
   }
   std::vector<int64_t> line;
@@ -1023,7 +1034,7 @@ Status StateStore::Show(int64_t id, CheckpointDetail* out) {
   *out = CheckpointDetail();
   bool found = false;
   ONCEFLOW_RETURN_IF_ERROR(LoadInfo(id, &out->info, &found));
-  if (!found || out->info.status == CheckpointStatus::kPending) {
+  if (!found || !Complete(out->info)) {
     return Status::State("state file " + path_ + ": no checkpoint " + std::to_string(id));
   }
   std::vector<std::string> nodes;
@@ -1121,7 +1132,7 @@ Status StateStore::Get(const std::string& node, std::string_view key, int64_t id
   CheckpointInfo info;
   bool exists = false;
   ONCEFLOW_RETURN_IF_ERROR(LoadInfo(id, &info, &exists));
-  if (!exists || info.status == CheckpointStatus::kPending) {
+  if (!exists || !Complete(info)) {
     return Status::State("state file " + path_ + ": no checkpoint " + std::to_string(id));
   }
   std::vector<int64_t> line;
@@ -1154,7 +1165,9 @@ Status StateStore::DeleteLocked(int64_t id) {
   CheckpointInfo info;
   bool found = false;
   ONCEFLOW_RETURN_IF_ERROR(LoadInfo(id, &info, &found));
-  if (!found) return Status::State("state file " + path_ + ": no checkpoint " + std::to_string(id));
+  if (!found || info.status == CheckpointStatus::kMerged) {
+    return Status::State("state file " + path_ + ": no checkpoint " + std::to_string(id));
+  }
   std::vector<int64_t> children;
   {
     Stmt q(db_, "SELECT id FROM checkpoints WHERE parent=?1 ORDER BY id");
@@ -1162,6 +1175,9 @@ Status StateStore::DeleteLocked(int64_t id) {
     int rc;
     while ((rc = q.Step()) == SQLITE_ROW) children.push_back(q.Int(0));
     if (rc != SQLITE_DONE) return Error("reading children");
+  }
+  if (children.size() == 1 && info.status != CheckpointStatus::kPending) {
+    return MergeLocked(info, children[0]);
   }
   for (int64_t child : children) {
     Stmt copy(db_,
@@ -1194,6 +1210,108 @@ Status StateStore::DeleteLocked(int64_t id) {
     d.Bind(1, id);
     if (d.Step() != SQLITE_DONE) return Error("deleting checkpoint");
   }
+  return children.empty() ? DropOrphanedMerged(info.parent) : Status::Ok();
+}
+
+// Deletes checkpoint info.id, whose only child is `child`, by keeping it as a merged base
+// of the child's line (its offsets and commits go; its state rows stay, reachable only
+// through the child). Superseded base rows — a key's rows in the merged chain below a
+// newer row in the chain or in the child — cost space, not correctness, so they are
+// compacted away once every kCompactAfter merges, in one pass driven by the keys that the
+// members merged since the last pass and the child wrote (older members were compacted
+// among themselves already): the deletes then cluster on pages (one pass per
+// kCompactAfter prunes touches each page about once, where a pass per prune would dirty
+// nearly as many pages every time), and the work stays proportional to the changes.
+Status StateStore::MergeLocked(const CheckpointInfo& info, int64_t child) {
+  constexpr size_t kCompactAfter = 8;
+  std::vector<int64_t> chain = {info.id};  // newest first
+  for (int64_t p = info.parent; p > 0;) {
+    CheckpointInfo pi;
+    bool found = false;
+    ONCEFLOW_RETURN_IF_ERROR(LoadInfo(p, &pi, &found));
+    if (!found || pi.status != CheckpointStatus::kMerged) break;
+    chain.push_back(p);
+    p = pi.parent;
+  }
+  if (chain.size() % kCompactAfter == 0) {
+    std::set<int64_t> versions(chain.begin(), chain.end());
+    versions.insert(child);
+    // Never the chain's oldest member: only newer rows supersede its rows.
+    std::vector<int64_t> recent(chain.begin(),
+                                chain.begin() + std::min(kCompactAfter, chain.size() - 1));
+    recent.push_back(child);
+    // Keys the recent members and the child wrote.
+    std::vector<std::pair<std::string, std::string>> keys;
+    {
+      Stmt q(db_, "SELECT node, key FROM state WHERE version=?1");
+      for (int64_t v : recent) {
+        q.Bind(1, v);
+        int rc;
+        while ((rc = q.Step()) == SQLITE_ROW) keys.emplace_back(q.Text(0), q.Blob(1));
+        q.Reset();
+        if (rc != SQLITE_DONE) return Error("reading state");
+      }
+    }
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    // All versions of one key are adjacent in the primary key (node, key, version): a
+    // short range scan per key; every row of the chain but the newest one goes.
+    Stmt rows(db_, "SELECT version FROM state WHERE node=?1 AND key=?2 AND version<=?3");
+    Stmt del(db_, "DELETE FROM state WHERE node=?1 AND key=?2 AND version=?3");
+    std::vector<int64_t> found;
+    for (const auto& [node, key] : keys) {
+      found.clear();
+      rows.Bind(1, node).BindBlob(2, key).Bind(3, child);
+      int rc;
+      while ((rc = rows.Step()) == SQLITE_ROW) {
+        if (versions.count(rows.Int(0))) found.push_back(rows.Int(0));
+      }
+      rows.Reset();
+      if (rc != SQLITE_DONE) return Error("reading state");
+      if (found.size() < 2) continue;
+      std::sort(found.begin(), found.end());
+      found.pop_back();  // the newest stays
+      for (int64_t v : found) {
+        del.Bind(1, node).BindBlob(2, key).Bind(3, v);
+        if (del.Step() != SQLITE_DONE) return Error("compacting state");
+        del.Reset();
+      }
+    }
+  }
+  const char* const kMerges[] = {
+      "DELETE FROM source_offsets WHERE checkpoint=?1",
+      "DELETE FROM sink_commits WHERE checkpoint=?1",
+      "DELETE FROM sink_staging WHERE checkpoint=?1",
+      "UPDATE checkpoints SET status='merged' WHERE id=?1",
+  };
+  for (const char* sql : kMerges) {
+    Stmt d(db_, sql);
+    d.Bind(1, info.id);
+    if (d.Step() != SQLITE_DONE) return Error("merging checkpoint");
+  }
+  return Status::Ok();
+}
+
+// Deletes merged checkpoint `id` and its rows when nothing descends from it any more (its
+// last child was deleted), then its parent likewise.
+Status StateStore::DropOrphanedMerged(int64_t id) {
+  while (id > 0) {
+    CheckpointInfo info;
+    bool found = false;
+    ONCEFLOW_RETURN_IF_ERROR(LoadInfo(id, &info, &found));
+    if (!found || info.status != CheckpointStatus::kMerged) return Status::Ok();
+    Stmt q(db_, "SELECT count(*) FROM checkpoints WHERE parent=?1");
+    q.Bind(1, id);
+    if (q.Step() != SQLITE_ROW) return Error("reading children");
+    if (q.Int(0) > 0) return Status::Ok();
+    for (const char* sql :
+         {"DELETE FROM state WHERE version=?1", "DELETE FROM checkpoints WHERE id=?1"}) {
+      Stmt d(db_, sql);
+      d.Bind(1, id);
+      if (d.Step() != SQLITE_DONE) return Error("deleting a merged checkpoint");
+    }
+    id = info.parent;
+  }
   return Status::Ok();
 }
 
@@ -1220,7 +1338,7 @@ Status StateStore::Prune(int keep, int* deleted) {
     std::vector<int64_t> victims;
     {
       Stmt q(db_,
-             "SELECT id FROM checkpoints WHERE status != 'pending' AND kind != 'savepoint'"
+             "SELECT id FROM checkpoints WHERE status IN ('completed', 'stopped') AND kind != 'savepoint'"
              " ORDER BY id DESC");
       int rc, n = 0;
       while ((rc = q.Step()) == SQLITE_ROW) {
@@ -1261,7 +1379,7 @@ Status StateStore::StartLine(int64_t from_id) {
       CheckpointInfo info;
       bool found = false;
       ONCEFLOW_RETURN_IF_ERROR(LoadInfo(from_id, &info, &found));
-      if (!found || info.status == CheckpointStatus::kPending) {
+      if (!found || !Complete(info)) {
         return Status::State("state file " + path_ + ": no complete checkpoint " +
                              std::to_string(from_id));
       }

@@ -51,9 +51,11 @@ struct sqlite3;
 namespace onceflow {
 
 enum class CheckpointKind { kCheckpoint, kSavepoint, kFinal };
-enum class CheckpointStatus { kPending, kCompleted, kStopped };
+// kMerged: a deleted checkpoint kept only as the base of its one child's line (see
+// StateStore::Delete); never listed, shown or restorable.
+enum class CheckpointStatus { kPending, kCompleted, kStopped, kMerged };
 const char* CheckpointKindName(CheckpointKind k);      // "checkpoint" | "savepoint" | "final"
-const char* CheckpointStatusName(CheckpointStatus s);  // "pending" | "completed" | "stopped"
+const char* CheckpointStatusName(CheckpointStatus s);  // "pending" | "completed" | "stopped" | "merged"
 
 // Stored state values: one version byte, a varint count, then each Value in key.h's
 // self-delimiting EncodeValue encoding. Decode returns false on bad or unknown bytes.
@@ -230,8 +232,15 @@ class StateStore {
 
   // ---- maintenance ----
   // Deletes checkpoint `id` (any kind). Refuses the head of the current line (the next run
-  // resumes from it). State rows of `id` that later checkpoints still need are handed
-  // down to its children, so every remaining checkpoint restores exactly as before.
+  // resumes from it). Every remaining checkpoint restores exactly as before:
+  //   - With exactly one child (what pruning meets), `id` becomes a `merged` checkpoint:
+  //     its offsets and commits go, its row stays as the base of the child's line, and
+  //     its state rows (and those of merged ancestors below it) that the child rewrote
+  //     are deleted — work proportional to the child's changes, not to the state, so
+  //     pruning behind incremental checkpoints stays incremental.
+  //   - Otherwise (several children, or none) its state rows that children still need
+  //     are handed down to each child and it is deleted; merged ancestors left without
+  //     children are deleted with their rows.
   // Journal chunks no remaining checkpoint needs go in the same transaction
   // (PruneJournals).
   Status Delete(int64_t id);
@@ -280,6 +289,8 @@ class StateStore {
   Status Exec(const char* sql);
   Status LoadInfo(int64_t id, CheckpointInfo* info, bool* found);
   Status DeleteLocked(int64_t id);                     // inside a transaction
+  Status MergeLocked(const CheckpointInfo& info, int64_t child);  // inside a transaction
+  Status DropOrphanedMerged(int64_t id);                          // inside a transaction
   Status PruneJournalsLocked(int64_t* dropped_bytes);  // inside a transaction
   Status CommitWriter(CheckpointWriter* w, CheckpointStatus status);
   Status WithTransaction(bool full_sync, const std::function<Status()>& body);

@@ -2,10 +2,12 @@
 // (runtime/state/keyed_state.h + runtime/state/store.h), in one process on a fresh state
 // file.
 //
-// Usage: state_bench [--keys N] [--changes N] [--rounds K] [--dir DIR] [--keep]
+// Usage: state_bench [--keys N] [--changes N] [--rounds K] [--retain R] [--dir DIR] [--keep]
 //   --keys N     live keys (default 1000000; k/M suffixes accepted)
 //   --changes N  keys changed before each incremental checkpoint (default 1% of --keys)
-//   --rounds K   incremental checkpoints taken; the median is reported (default 5)
+//   --rounds K   incremental checkpoints taken; the median is reported (default 8)
+//   --retain R   after every commit, Prune(R) as a run with checkpoint.retain R does
+//                (default 3); its time counts in the checkpoint's total
 //   --dir DIR    where the temporary state file goes (default $TMPDIR or /tmp)
 //   --keep       keep the state file (its path is printed)
 //
@@ -103,11 +105,14 @@ std::string KeyOf(uint64_t i) {
 struct Measure {
   double collect_s = 0;  // CollectChanges + PutStateValue
   double commit_s = 0;   // Commit
+  double prune_s = 0;    // Prune(retain) after the commit, as a run does
   int64_t keys = 0;      // changes written
   int64_t info_bytes = 0;
   int64_t written = 0;  // write(2) bytes during the timed part
-  double total() const { return collect_s + commit_s; }
+  double total() const { return collect_s + commit_s + prune_s; }
 };
+
+int g_retain = 3;
 
 // One checkpoint of the changes since `since`; the state's epoch moves to the next one.
 Measure Checkpoint(StateStore* store, KeyedState* state, uint64_t since) {
@@ -129,8 +134,12 @@ Measure Checkpoint(StateStore* store, KeyedState* state, uint64_t since) {
   st = w->Commit();
   auto t2 = Clock::now();
   if (!st.ok()) Fail("Commit", st);
+  st = store->Prune(g_retain, nullptr);
+  auto t3 = Clock::now();
+  if (!st.ok()) Fail("Prune", st);
   m.collect_s = Seconds(t0, t1);
   m.commit_s = Seconds(t1, t2);
+  m.prune_s = Seconds(t2, t3);
   m.written = w0 < 0 ? -1 : BytesWritten() - w0;
   std::vector<CheckpointInfo> list;
   st = store->List(&list);
@@ -153,8 +162,8 @@ std::string Human(int64_t bytes) {
 }
 
 void Row(const char* what, int64_t keys, const Measure& m) {
-  std::printf("  %-22s %9" PRId64 " %9.3f %9.3f %9.3f %12s %12s\n", what, keys, m.total(),
-              m.collect_s, m.commit_s, Human(m.info_bytes).c_str(),
+  std::printf("  %-22s %9" PRId64 " %9.3f %9.3f %9.3f %9.3f %12s %12s\n", what, keys, m.total(),
+              m.collect_s, m.commit_s, m.prune_s, Human(m.info_bytes).c_str(),
               m.written < 0 ? "n/a" : Human(m.written).c_str());
 }
 
@@ -169,14 +178,14 @@ double MedianOf(const std::vector<T>& v, F f) {
 
 int Usage() {
   std::fprintf(stderr,
-               "usage: state_bench [--keys N] [--changes N] [--rounds K] [--dir DIR] [--keep]\n");
+               "usage: state_bench [--keys N] [--changes N] [--rounds K] [--retain R] [--dir DIR] [--keep]\n");
   return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  uint64_t n_keys = 1'000'000, n_changes = 0, rounds = 5;
+  uint64_t n_keys = 1'000'000, n_changes = 0, rounds = 8;
   bool changes_set = false, keep = false;
   std::string dir = std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
   for (int i = 1; i < argc; ++i) {
@@ -188,6 +197,10 @@ int main(int argc, char** argv) {
     } else if (a == "--changes") {
       if (!(v = next()) || !onceflow::bench::ParseCount(v, &n_changes)) return Usage();
       changes_set = true;
+    } else if (a == "--retain") {
+      uint64_t r = 0;
+      if (!(v = next()) || !onceflow::bench::ParseCount(v, &r) || r == 0) return Usage();
+      g_retain = static_cast<int>(r);
     } else if (a == "--rounds") {
       if (!(v = next()) || !onceflow::bench::ParseCount(v, &rounds)) return Usage();
     } else if (a == "--dir") {
@@ -232,8 +245,8 @@ int main(int argc, char** argv) {
               " changed per incremental checkpoint, %" PRIu64 " rounds\n",
               n_keys, n_changes, rounds);
   std::printf("  state file %s\n", path.c_str());
-  std::printf("  %-22s %9s %9s %9s %9s %12s %12s\n", "step", "keys", "total s", "collect s",
-              "commit s", "ckpt bytes", "written");
+  std::printf("  %-22s %9s %9s %9s %9s %9s %12s %12s\n", "step", "keys", "total s", "collect s",
+              "commit s", "prune s", "ckpt bytes", "written");
 
   // (a) full checkpoint.
   uint64_t since = state.epoch();
@@ -271,11 +284,14 @@ int main(int argc, char** argv) {
   inc.keys = static_cast<int64_t>(n_changes);
   inc.collect_s = MedianOf(incs, [](const Measure& m) { return m.collect_s; });
   inc.commit_s = MedianOf(incs, [](const Measure& m) { return m.commit_s; });
+  inc.prune_s = MedianOf(incs, [](const Measure& m) { return m.prune_s; });
   inc.info_bytes = static_cast<int64_t>(MedianOf(incs, [](const Measure& m) {
     return static_cast<double>(m.info_bytes); }));
   inc.written = static_cast<int64_t>(MedianOf(incs, [](const Measure& m) {
     return static_cast<double>(m.written); }));
   const double inc_total = MedianOf(incs, [](const Measure& m) { return m.total(); });
+  double inc_mean = 0;
+  for (const auto& m : incs) inc_mean += m.total() / static_cast<double>(incs.size());
 
   // (c) restore into a new KeyedState from a reopened store.
   store.reset();
@@ -305,10 +321,11 @@ int main(int argc, char** argv) {
     const StateValue* r = restored.Find(key);
     if (!r || r->size() != 1 || v.size() != 1 || (*r)[0].as_int() != v[0].as_int()) equal = false;
   });
-  std::printf("  %-22s %9" PRId64 " %9.3f %9s %9s %12s %12s\n", "restore", restored_keys,
-              restore_s, "", "", Human(restored_bytes).c_str(), "");
-  std::printf("  %-22s %9" PRId64 " %9.3f %9.3f %9.3f %12s %12s\n", "incremental (median)",
-              inc.keys, inc_total, inc.collect_s, inc.commit_s, Human(inc.info_bytes).c_str(),
+  std::printf("  %-22s %9" PRId64 " %9.3f %9s %9s %9s %12s %12s\n", "restore", restored_keys,
+              restore_s, "", "", "", Human(restored_bytes).c_str(), "");
+  std::printf("  %-22s %9" PRId64 " %9.3f %9.3f %9.3f %9.3f %12s %12s\n", "incremental (median)",
+              inc.keys, inc_total, inc.collect_s, inc.commit_s, inc.prune_s,
+              Human(inc.info_bytes).c_str(),
               inc.written < 0 ? "n/a" : Human(inc.written).c_str());
   std::printf("  state file after all checkpoints: %s (+ WAL %s)\n",
               Human(FileSize(path)).c_str(), Human(FileSize(path + "-wal")).c_str());
@@ -319,6 +336,8 @@ int main(int argc, char** argv) {
               "(target <= 0.33: %s)\n",
               r_inc, r_inc <= 0.10 ? "met" : "MISSED", r_restore,
               r_restore <= 0.33 ? "met" : "MISSED");
+  std::printf("  incremental mean (with the compaction every 8th prune): %.3f s = %.3f of full\n",
+              inc_mean, full.total() > 0 ? inc_mean / full.total() : 0);
   if (!equal) std::printf("  MISMATCH: the restored state differs from the live state\n");
 
   store.reset();

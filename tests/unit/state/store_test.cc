@@ -506,22 +506,81 @@ TEST_CASE("prune keeps retained checkpoints restorable exactly and drops what no
   for (const auto& i : list) left.push_back(i.id);
   CHECK(left == std::vector<int64_t>{3, 6, 7, 8});
   for (int64_t id : left) CHECK(snapshot(id) == before[id]);
-  CHECK(CountRows(path, "SELECT count(*) FROM state") < rows_before);
-  // Nothing is left at a deleted version, and the oldest retained checkpoint, now the first
-  // of its line, keeps no tombstones.
-  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (3, 6, 7, 8)") == 0);
-  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version=3 AND value IS NULL") == 0);
-  // Exactly one row per live key at the oldest retained checkpoint.
-  int64_t live3 = 0;
-  for (const auto& [n, m] : before[3]) live3 += static_cast<int64_t>(m.size());
-  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version=3") == live3);
+  // Pruned checkpoints with one child stay as hidden `merged` bases of their child's
+  // line; no row belongs to a checkpoint that is gone, and none is listed.
+  CHECK(CountRows(path, "SELECT count(*) FROM checkpoints WHERE status='merged'") == 4);
+  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
+  CHECK(CountRows(path, "SELECT count(*) FROM state") <= rows_before);
+  CheckpointDetail d;
+  CHECK(s->Show(2, &d).code() == Status::Code::kState);  // merged: not shown
+  CHECK(s->Delete(2).code() == Status::Code::kState);    // nor deletable again
 
   // The savepoint goes only when deleted explicitly.
   REQUIRE(s->Prune(1, &deleted).ok());
   CHECK(deleted == 2);
   REQUIRE(s->Delete(3).ok());
   CHECK(snapshot(8) == before[8]);
-  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version != 8") == 0);
+  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
+  REQUIRE(s->List(&list).ok());
+  CHECK(list.size() == 1);
+}
+
+TEST_CASE("pruning behind incremental checkpoints stays exact and compacts superseded rows") {
+  TempDir dir;
+  std::string path = dir.File("p.state.db");
+  auto s = MustOpen(path);
+  std::mt19937 rng(11);
+  std::map<std::string, std::string> live;  // the expected state after each checkpoint
+  std::map<int64_t, std::map<std::string, std::string>> expect;
+  for (int cp = 0; cp < 40; ++cp) {
+    Changes c;
+    const int n = cp == 0 ? 200 : 20;
+    for (int i = 0; i < n; ++i) {
+      std::string key = "k" + std::to_string(cp == 0 ? i : static_cast<int>(rng() % 200));
+      if (cp > 0 && rng() % 5 == 0) {
+        c[{"count", key}] = kErase;
+        live.erase(key);
+      } else {
+        std::string v = Enc({Value::Int(cp), Value::String(key)});
+        c[{"count", key}] = v;
+        live[key] = v;
+      }
+    }
+    const int64_t id = Checkpoint(s.get(), c, CheckpointKind::kCheckpoint);
+    expect[id] = live;
+    REQUIRE(s->Prune(3, nullptr).ok());
+    std::vector<CheckpointInfo> list;
+    REQUIRE(s->List(&list).ok());
+    CHECK(list.size() == std::min<size_t>(cp + 1, 3));
+    for (const auto& info : list) {
+      CHECK_MESSAGE(Restore(s.get(), info.id, "count") == expect[info.id],
+                    "checkpoint " << info.id << " after " << cp + 1 << " checkpoints");
+    }
+  }
+  // Rows: the live keys, plus what the retained checkpoints and the not yet compacted
+  // part of the merged chain (at most 8 merges) wrote; without compaction every change
+  // ever written would stay (200 + 39 * 20).
+  const int64_t rows = CountRows(path, "SELECT count(*) FROM state");
+  CHECK(rows <= 200 + 20 * (8 + 3 + 1));
+  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
+  // A replay from the oldest retained checkpoint branches off the chain; both lines stay
+  // exact, and deleting the abandoned line's checkpoints drops their rows.
+  std::vector<CheckpointInfo> list;
+  REQUIRE(s->List(&list).ok());
+  const int64_t from = list.front().id;
+  REQUIRE(s->StartLine(from).ok());
+  Changes c;
+  c[{"count", "new"}] = Enc({Value::Int(1)});
+  const int64_t branch = Checkpoint(s.get(), c, CheckpointKind::kCheckpoint);
+  auto want = expect[from];
+  want["new"] = Enc({Value::Int(1)});
+  CHECK(Restore(s.get(), branch, "count") == want);
+  for (const auto& info : list) {
+    if (info.id != from) REQUIRE(s->Delete(info.id).ok());
+  }
+  CHECK(Restore(s.get(), from, "count") == expect[from]);
+  CHECK(Restore(s.get(), branch, "count") == want);
+  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
 }
 
 TEST_CASE("a replay starts a new line of history; both lines stay restorable") {
