@@ -199,4 +199,27 @@ Status StreamDecoder::DecodeCsv(size_t max, bool at_eof, Emitter& out, size_t* p
   return Status::Ok();
 }
 
+Status ReadCsvHeaderFrom(
+    const std::function<Status(uint64_t pos, char* buf, size_t avail, size_t* n)>& read,
+    std::vector<std::string>* header) {
+  header->clear();
+  StreamDecoder decoder(Format::kCsv, 0, nullptr);
+  RecordBatch unused;
+  Emitter sink(&unused);
+  uint64_t pos = 0;
+  while (!decoder.has_header()) {
+    size_t avail = 0;
+    char* p = decoder.WritableSpace(64 * 1024, &avail);
+    size_t n = 0;
+    ONCEFLOW_RETURN_IF_ERROR(read(pos, p, avail, &n));
+    decoder.Commit(n);
+    pos += n;
+    size_t produced = 0;
+    ONCEFLOW_RETURN_IF_ERROR(decoder.Decode(0, n == 0, sink, &produced));
+    if (n == 0) break;
+  }
+  if (decoder.has_header()) *header = decoder.header();
+  return Status::Ok();
+}
+
 }  // namespace onceflow::ops

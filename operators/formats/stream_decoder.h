@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -87,5 +88,12 @@ class StreamDecoder {
   std::vector<std::string> header_;
   std::vector<CsvCell> cells_;
 };
+
+// Decodes the csv header at the start of a byte source: read(pos, buf, avail, &n) fills
+// up to `avail` bytes at offset `pos` (n = 0 at the end). *header stays empty when the
+// source ends before a complete header.
+Status ReadCsvHeaderFrom(
+    const std::function<Status(uint64_t pos, char* buf, size_t avail, size_t* n)>& read,
+    std::vector<std::string>* header);
 
 }  // namespace onceflow::ops

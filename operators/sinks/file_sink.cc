@@ -164,22 +164,18 @@ class FileSink : public EncodingSink {
 
   // An existing csv file already has its header: continue with its columns.
   Status ReadCsvHeader() {
-    StreamDecoder decoder(Format::kCsv, 0, nullptr);
-    RecordBatch unused;
-    Emitter sink(&unused);
-    uint64_t pos = 0;
-    while (!decoder.has_header()) {
-      size_t avail = 0;
-      char* p = decoder.WritableSpace(64 * 1024, &avail);
-      ssize_t n = ::pread(fd_, p, avail, static_cast<off_t>(pos));
-      if (n < 0) return Status::IOError(FileErrorMessage("read", path_, errno));
-      decoder.Commit(static_cast<size_t>(n));
-      pos += static_cast<uint64_t>(n);
-      size_t produced = 0;
-      ONCEFLOW_RETURN_IF_ERROR(decoder.Decode(0, n == 0, sink, &produced).WithContext(what_));
-      if (n == 0) break;
-    }
-    if (decoder.has_header()) encoder_.SetCsvHeader(decoder.header());
+    std::vector<std::string> header;
+    ONCEFLOW_RETURN_IF_ERROR(
+        ReadCsvHeaderFrom(
+            [&](uint64_t pos, char* buf, size_t avail, size_t* n) {
+              ssize_t got = ::pread(fd_, buf, avail, static_cast<off_t>(pos));
+              if (got < 0) return Status::IOError(FileErrorMessage("read", path_, errno));
+              *n = static_cast<size_t>(got);
+              return Status::Ok();
+            },
+            &header)
+            .WithContext(what_));
+    if (!header.empty()) encoder_.SetCsvHeader(header);
     return Status::Ok();
   }
 

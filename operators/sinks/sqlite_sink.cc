@@ -196,16 +196,7 @@ class SqliteSink : public Sink {
     if (pending_.empty() && pending_keyed_.empty()) return Status::Ok();
     ONCEFLOW_RETURN_IF_ERROR(SetSynchronous(durable));
     ONCEFLOW_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = WritePending();
-    if (st.ok()) st = Exec("COMMIT");
-    if (!st.ok()) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      // The columns cached may include ones the rollback undid.
-      Status reload = LoadColumns();
-      (void)reload;
-      FinalizeInsert();
-      return st;
-    }
+    ONCEFLOW_RETURN_IF_ERROR(CommitOrRollback(WritePending()));
     pending_.clear();
     pending_keyed_.clear();
     return Status::Ok();
@@ -246,14 +237,7 @@ class SqliteSink : public Sink {
         if (!st.ok()) break;
       }
     }
-    if (st.ok()) st = Exec("COMMIT");
-    if (!st.ok()) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      Status reload = LoadColumns();
-      (void)reload;
-      FinalizeInsert();
-    }
-    return st;
+    return CommitOrRollback(st);
   }
 
   Status Close() override {
@@ -262,6 +246,19 @@ class SqliteSink : public Sink {
   }
 
  private:
+  // Ends the open transaction: COMMIT when `st` is ok, else (or if COMMIT fails) ROLLBACK.
+  Status CommitOrRollback(Status st) {
+    if (st.ok()) st = Exec("COMMIT");
+    if (!st.ok()) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      // The columns cached may include ones the rollback undid.
+      Status reload = LoadColumns();
+      (void)reload;
+      FinalizeInsert();
+    }
+    return st;
+  }
+
   Status WritePending() {
     return ForEachPending([this](const Record& rec) { return WriteRow(rec); });
   }

@@ -145,27 +145,19 @@ class StdinSource : public Source {
 
   // The csv header, decoded from the start of the journaled stream.
   Status LoadCsvHeader() {
-    StreamDecoder d(Format::kCsv, 0, nullptr);
-    RecordBatch unused;
-    Emitter sink(&unused);
-    uint64_t pos = 0;
-    std::string chunk;
-    while (!d.has_header()) {
-      size_t avail = 0;
-      char* p = d.WritableSpace(64 * 1024, &avail);
-      const bool at_end = pos >= journal_->size();
-      if (!at_end) {
-        ONCEFLOW_RETURN_IF_ERROR(journal_->Read(pos, avail, &chunk));
-        std::memcpy(p, chunk.data(), chunk.size());
-        d.Commit(chunk.size());
-        pos += chunk.size();
-      }
-      size_t produced = 0;
-      ONCEFLOW_RETURN_IF_ERROR(d.Decode(0, at_end, sink, &produced).WithContext("stdin journal"));
-      if (at_end) break;
-    }
-    if (!d.has_header()) return Status::State("stdin journal has no csv header to resume with");
-    decoder_->SetHeader(d.header());
+    std::vector<std::string> header;
+    ONCEFLOW_RETURN_IF_ERROR(
+        ReadCsvHeaderFrom(
+            [&](uint64_t pos, char* buf, size_t avail, size_t* n) {
+              ONCEFLOW_RETURN_IF_ERROR(journal_->Read(pos, avail, &scratch_));
+              std::memcpy(buf, scratch_.data(), scratch_.size());
+              *n = scratch_.size();
+              return Status::Ok();
+            },
+            &header)
+            .WithContext("stdin journal"));
+    if (header.empty()) return Status::State("stdin journal has no csv header to resume with");
+    decoder_->SetHeader(std::move(header));
     return Status::Ok();
   }
 

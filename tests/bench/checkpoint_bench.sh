@@ -28,19 +28,9 @@ BUILD="$ROOT/build"
 N_WORDS=20000000
 RUNS=3
 
-die() {
-  echo "checkpoint_bench.sh: $*" >&2
-  exit 2
-}
-to_count() {
-  local v=$1
-  case "$v" in
-    *[kK]) v=$((${v%[kK]} * 1000)) ;;
-    *[mM]) v=$((${v%[mM]} * 1000000)) ;;
-  esac
-  [[ "$v" =~ ^[0-9]+$ ]] || die "not a count: $1"
-  echo "$((10#$v))"
-}
+# shellcheck source=tests/bench/bench_lib.sh
+source "$BENCH/bench_lib.sh"
+
 while (($#)); do
   case "$1" in
     --build) BUILD="${2:?}"; shift 2 ;;

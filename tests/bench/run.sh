@@ -40,21 +40,8 @@ SEMANTICS=at-most-once
 PIPELINES="$ROOT/pipelines"
 N_STATE_KEYS=1000000
 
-die() {
-  echo "run.sh: $*" >&2
-  exit 2
-}
-
-# to_count 20M -> 20000000 (also k/K); rejects anything else.
-to_count() {
-  local v=$1
-  case "$v" in
-    *[kK]) v=$((${v%[kK]} * 1000)) ;;
-    *[mM]) v=$((${v%[mM]} * 1000000)) ;;
-  esac
-  [[ "$v" =~ ^[0-9]+$ ]] || die "not a count: $1"
-  echo "$((10#$v))"
-}
+# shellcheck source=tests/bench/bench_lib.sh
+source "$BENCH/bench_lib.sh"
 
 while (($#)); do
   case "$1" in

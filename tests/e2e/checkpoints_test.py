@@ -9,48 +9,20 @@ Prints one line per test and a final "N passed, N failed" line; exits 1 on any f
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Tmp, check, expect_rc, run, test  # noqa: E402
+import harness  # noqa: E402
 
 BIN = os.path.abspath(sys.argv[1])
 ROOT = os.path.abspath(sys.argv[2])
 FIXTURE = os.path.abspath(sys.argv[3])
 ONLY = sys.argv[4] if len(sys.argv) > 4 else ""
-TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def run(args, cwd=None, timeout=60):
-    return subprocess.run([BIN] + args, cwd=cwd or ROOT, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
-
-def expect_rc(p, rc):
-    check(p.returncode == rc,
-          f"exit {p.returncode}, expected {rc}\nstdout:\n{p.stdout[-2000:]}\nstderr:\n{p.stderr[-2000:]}")
-
-
-class Tmp:
-    def __enter__(self):
-        self.dir = tempfile.mkdtemp(prefix="onceflow-ckpt-")
-        return self.dir
-
-    def __exit__(self, *a):
-        shutil.rmtree(self.dir, ignore_errors=True)
+harness.setup(BIN, ROOT)
 
 
 def fixture(d, name="state.db"):
@@ -362,24 +334,5 @@ def locked_by_running_process():
         expect_rc(run(["checkpoints", "delete", "1", "--state", db]), 0)
 
 
-def main():
-    passed = failed = 0
-    for fn in TESTS:
-        if ONLY and ONLY not in fn.__name__:
-            continue
-        t = time.time()
-        try:
-            fn()
-            passed += 1
-            print(f"ok   {fn.__name__} ({time.time() - t:.1f}s)", flush=True)
-        except Exception as e:  # noqa: BLE001 - report every failure
-            failed += 1
-            print(f"FAIL {fn.__name__}: {e}", flush=True)
-            if not isinstance(e, AssertionError):
-                traceback.print_exc()
-    print(f"checkpoints e2e: {passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main("checkpoints e2e", ONLY))

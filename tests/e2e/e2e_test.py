@@ -7,66 +7,21 @@ Prints one line per test and a final "N passed, N failed" line; exits 1 on any f
 """
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Tmp, canon, check, expect_rc, read_jsonl, run, test, write  # noqa: E402
+import harness  # noqa: E402
 
 BIN = os.path.abspath(sys.argv[1])
 ROOT = os.path.abspath(sys.argv[2])
 ONLY = sys.argv[3] if len(sys.argv) > 3 else ""
 PIPES = os.path.join(ROOT, "pipelines")
-TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def run(args, cwd=None, input=None, timeout=120, env=None):
-    p = subprocess.run([BIN] + args, cwd=cwd or ROOT, input=input, capture_output=True,
-                       text=True, timeout=timeout, env=env)
-    return p
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
-
-def expect_rc(p, rc):
-    check(p.returncode == rc,
-          f"exit {p.returncode}, expected {rc}\nstdout:\n{p.stdout[-2000:]}\nstderr:\n{p.stderr[-2000:]}")
-
-
-def read_jsonl(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def canon(records):
-    return sorted(json.dumps(r, sort_keys=True) for r in records)
-
-
-class Tmp:
-    def __enter__(self):
-        self.dir = tempfile.mkdtemp(prefix="onceflow-e2e-")
-        return self.dir
-
-    def __exit__(self, *a):
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+harness.setup(BIN, ROOT)
 
 
 # ---------------------------------------------------------------- examples
@@ -788,24 +743,5 @@ nodes:
         check(got == list(range(1, 200001)), f"{len(got)} records, each once, in order")
 
 
-def main():
-    passed = failed = 0
-    for fn in TESTS:
-        if ONLY and ONLY not in fn.__name__:
-            continue
-        t = time.time()
-        try:
-            fn()
-            passed += 1
-            print(f"ok   {fn.__name__} ({time.time() - t:.1f}s)", flush=True)
-        except Exception as e:  # noqa: BLE001 - report every failure
-            failed += 1
-            print(f"FAIL {fn.__name__}: {e}", flush=True)
-            if not isinstance(e, AssertionError):
-                traceback.print_exc()
-    print(f"e2e: {passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main("e2e", ONLY))

@@ -14,40 +14,12 @@
 #include <sstream>
 
 #include "doctest/doctest.h"
+#include "test_util.h"
 #include "runtime/state/store.h"
 
 namespace onceflow {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/onceflow_journal_test_XXXXXX";
-    char* d = mkdtemp(tmpl);
-    REQUIRE(d != nullptr);
-    path_ = d;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::unique_ptr<StateStore> MustOpen(const std::string& path, OpenMode mode = OpenMode()) {
-  std::unique_ptr<StateStore> s;
-  Status st = StateStore::Open(path, "p", mode, &s);
-  INFO(st.message());
-  REQUIRE(st.ok());
-  return s;
-}
 
 // user_version from the raw header of the main file (big-endian at offset 60).
 int RawUserVersion(const std::string& path) {
@@ -150,7 +122,7 @@ TEST_CASE("a v1 file: read-only opens read it as it is; a writable open migrates
   MakeV1File(path);
   std::string before = ReadAll(path);
   {
-    auto r = MustOpen(path, OpenMode{false, true});
+    auto r = MustOpen(path, "p", OpenMode{false, true});
     CHECK(r->schema_version() == 1);
     std::vector<CheckpointInfo> list;
     REQUIRE(r->List(&list).ok());
@@ -207,7 +179,7 @@ TEST_CASE(
     });
     CHECK(ReadAll(path) == before);
     {
-      auto r = MustOpen(path, OpenMode{false, true});
+      auto r = MustOpen(path, "p", OpenMode{false, true});
       CHECK(r->schema_version() == 1);
     }
     auto s = MustOpen(path);
@@ -230,7 +202,7 @@ TEST_CASE(
     });
     REQUIRE(RawUserVersion(path) == 1);  // the new version is only in the WAL
     {
-      auto r = MustOpen(path, OpenMode{false, true});
+      auto r = MustOpen(path, "p", OpenMode{false, true});
       CHECK(r->schema_version() == 2);  // SQLite's view, WAL included
     }
     auto s = MustOpen(path);  // must not try to create `journal` again
@@ -289,7 +261,7 @@ TEST_CASE("journals append contiguously, read across chunks, and survive reopen"
   CHECK(out == std::string("abcde\0fghij", 11));
 
   // A read-only store reads journals and refuses appends.
-  auto r = MustOpen(path, OpenMode{false, true});
+  auto r = MustOpen(path, "p", OpenMode{false, true});
   CHECK(JRead(r.get(), "in", 0, 9) == "ij");
   CHECK_FALSE(r->JournalAppend("in", 0, 11, "x").ok());
 }

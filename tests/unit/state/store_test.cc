@@ -15,45 +15,11 @@
 #include <sstream>
 
 #include "doctest/doctest.h"
+#include "test_util.h"
 
 namespace onceflow {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/onceflow_state_test_XXXXXX";
-    char* d = mkdtemp(tmpl);
-    REQUIRE(d != nullptr);
-    path_ = d;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteAll(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
-
-std::unique_ptr<StateStore> MustOpen(const std::string& path, const std::string& pipeline = "p",
-                                     OpenMode mode = OpenMode()) {
-  std::unique_ptr<StateStore> s;
-  Status st = StateStore::Open(path, pipeline, mode, &s);
-  INFO(st.message());
-  REQUIRE(st.ok());
-  return s;
-}
 
 std::string Enc(std::initializer_list<Value> vals) {
   StateValue v(vals.begin(), vals.end());
