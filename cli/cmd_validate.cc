@@ -35,9 +35,13 @@ void PrintPlanText(const Registry& registry, const PipelineSpec& spec, const Pla
      << " channels\n";
   os << "semantics: " << SemanticsLabel(spec) << "\n";
   os << "state: " << spec.state_path;
-  // Checkpoints (and with them the state file) arrive with the other guarantees.
-  if (spec.semantics == Semantics::kAtMostOnce) os << " (not written under at-most-once yet)";
-  os << "\n";
+  if (spec.semantics == Semantics::kAtMostOnce) {
+    os << " (not written under at-most-once yet)\n";
+  } else {
+    os << "\ncheckpoints: every " << spec.checkpoint_interval_ms << " ms, " << spec.checkpoint_retain
+       << " retained (savepoints kept until deleted), at most " << spec.max_recoveries
+       << " recoveries per run\n";
+  }
   os << "tasks:\n";
   for (size_t c = 0; c < plan.chains.size(); ++c) {
     const Chain& ch = plan.chains[c];
@@ -73,6 +77,9 @@ nlohmann::json PlanJson(const Registry& registry, const PipelineSpec& spec, cons
   j["mode"] = spec.semantics == Semantics::kEffectivelyOnce ? nlohmann::json(ModeName(spec.mode))
                                                              : nlohmann::json(nullptr);
   j["state"] = spec.state_path;
+  j["checkpoint"] = {{"interval_ms", spec.checkpoint_interval_ms},
+                     {"retain", spec.checkpoint_retain},
+                     {"max_recoveries", spec.max_recoveries}};
   j["tasks"] = plan.TaskCount();
   j["channels"] = plan.ChannelCount();
   auto& nodes = j["nodes"] = nlohmann::json::array();
