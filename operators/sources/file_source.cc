@@ -1,9 +1,11 @@
 // The `file` source: records of one file (lines, jsonl or csv), optionally following the
-// file as it grows (`follow: true`, like `tail -f`). Replayable: Position() is the byte
-// offset just after the last record returned plus the record count, and Seek() reopens
-// there.
+// file as it grows (`follow: true`, like `tail -f`). Replayable: Position() is the file's
+// path, the byte offset just after the last record returned and the record count, and
+// Seek() reopens there (refusing another path or a file shorter than the offset).
 //
 // Threading: one instance (max_parallelism 1), called from its task thread only.
+#include <sys/stat.h>
+
 #include <chrono>
 #include <thread>
 
@@ -52,12 +54,25 @@ class FileSource : public Source {
 
   SourcePosition Position() const override {
     SourcePosition pos;
+    pos.name = path_;
     pos.offset = reader_->offset();
     pos.count = reader_->count();
     return pos;
   }
 
+  // A position belongs to the file it was taken in: resuming it in another file, or in a
+  // file now shorter than the position, would read from the middle of unrelated bytes.
   Status Seek(const SourcePosition& pos) override {
+    if (!pos.name.empty() && pos.name != path_) {
+      return Status::State("source file is now '" + path_ + "' but the checkpoint's position is in '" +
+                           pos.name + "' (use --fresh to start over)");
+    }
+    struct stat st;
+    if (::stat(path_.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) < pos.offset) {
+      return Status::State("source file '" + path_ + "' has " + std::to_string(st.st_size) +
+                           " bytes, fewer than the checkpoint's position " +
+                           std::to_string(pos.offset) + ": it was replaced (use --fresh)");
+    }
     return reader_->Open(path_, pos.offset, pos.count);
   }
 

@@ -742,6 +742,20 @@ nodes:
         got = [int(r["line"]) for r in read_jsonl(os.path.join(d, "out.jsonl"))]
         check(got == list(range(1, 200001)), f"{len(got)} records, each once, in order")
 
+@test
+def snapshot_resume_refuses_another_input_file():
+    with Tmp() as d:
+        out = os.path.join(d, "wc.jsonl")
+        st = os.path.join(d, "s.db")
+        base = ["run", "pipelines/wordcount.yaml", "--set", f"nodes.out.path={out}", "--state", st, "-q"]
+        expect_rc(run(base + ["--max-events", "5"]), 0)
+        other = write(os.path.join(d, "other.txt"), "x y z\n")
+        p = run(base + ["--set", f"nodes.lines.path={other}"])
+        expect_rc(p, 3)
+        check("checkpoint's position is in" in p.stderr, p.stderr)
+        expect_rc(run(base), 0)  # the original input still resumes
+
+
 
 if __name__ == "__main__":
     sys.exit(harness.main("e2e", ONLY))
