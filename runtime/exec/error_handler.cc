@@ -127,7 +127,11 @@ Status NodeErrorHandler::Handle(const Origin& origin, std::string_view error,
       line += ",\"record\":";
       line += record_json;
       line += '}';
-      ONCEFLOW_RETURN_IF_ERROR(sink_->AppendDeadLetter(line));
+      if (hold_) {
+        held_.push_back(std::move(line));
+      } else {
+        ONCEFLOW_RETURN_IF_ERROR(sink_->AppendDeadLetter(line));
+      }
       metrics_->skipped.fetch_add(1, std::memory_order_relaxed);
       return Status::Ok();
     }

@@ -11,6 +11,11 @@
 // (Origin.source indexes PipelineSpec::nodes; position is 1-based); both are omitted
 // (null) when unknown.
 //
+// Checkpointing guarantees hold dead letters back (set_hold): the lines wait in the
+// instance's handler until its next barrier, where the executor takes them (TakeHeld) into
+// the task's snapshot and the checkpoint writes them — so a record replayed after a
+// recovery is not dead-lettered twice (see runtime/guarantees/snapshot.h).
+//
 // Threading: one NodeErrorHandler per node instance, called from that instance's task
 // thread. The per-node ErrorSink (dead-letter writer, warning budget) is shared by every
 // instance of the node: its file appends take a mutex — fine, data errors are rare, and
@@ -22,6 +27,8 @@
 #include <cstdio>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 #include <string_view>
 
 #include "runtime/core/node.h"
@@ -70,6 +77,11 @@ class NodeErrorHandler final : public ErrorHandler {
   Status OnRecordError(const Record& rec, std::string_view error) override;
   Status OnRawError(const Origin& origin, std::string_view raw, std::string_view error) override;
 
+  // Hold dead-letter lines instead of appending them to the file.
+  void set_hold(bool hold) { hold_ = hold; }
+  // The lines held since the last call (each without its newline).
+  std::vector<std::string> TakeHeld() { return std::exchange(held_, {}); }
+
  private:
   // `record_json` is a JSON value (object, or string for raw text); `shown` is what the
   // fail message and the log show.
@@ -81,6 +93,8 @@ class NodeErrorHandler final : public ErrorHandler {
   const NodeSpec* node_;
   ErrorSink* sink_;
   NodeMetrics* metrics_;
+  bool hold_ = false;
+  std::vector<std::string> held_;
 };
 
 }  // namespace onceflow

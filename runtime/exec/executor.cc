@@ -290,6 +290,7 @@ void Executor::Impl::Setup() {
         m->ctx.two_phase = def != nullptr && def->two_phase;
       }
       if (ns.kind == NodeKind::kOperator && chaos_on()) m->fail_p = opt.chaos->FailProbability(ns.id);
+      m->errors->set_hold(guarantee->snapshots());
       t.members.push_back(std::move(m));
     }
     const int tail = chain.nodes.back();
@@ -748,6 +749,8 @@ Status Executor::Impl::Snapshot(Task& t, uint64_t id, int64_t alignment_ns) {
   for (size_t k = 0; k < t.members.size(); ++k) {
     Member& m = *t.members[k];
     t.current = static_cast<int>(k);
+    std::vector<std::string> dead = m.errors->TakeHeld();
+    if (!dead.empty()) snap.dead_letters.push_back({m.node, std::move(dead)});
     switch (m.kind) {
       case NodeKind::kSource:
         snap.sources.push_back({m.node, t.instance, m.source->Position()});

@@ -75,6 +75,11 @@ struct TaskSnapshot {
   std::vector<StateChange> state;
   std::vector<SourceSnap> sources;
   std::vector<SinkSnap> sinks;
+  struct DeadLetters {
+    int node = 0;
+    std::vector<std::string> lines;  // JSONL lines without their newline
+  };
+  std::vector<DeadLetters> dead_letters;  // lines held since the previous barrier
   int64_t alignment_ns = 0;
 };
 

@@ -1,8 +1,14 @@
 // SnapshotGuarantee: see snapshot.h for the protocol.
 #include "runtime/guarantees/snapshot.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <set>
 
 #include "runtime/plan/partitioner.h"
@@ -13,6 +19,65 @@ namespace onceflow {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// The pseudo node under which checkpoints record dead-letter file lengths ('~' cannot
+// start a node id).
+constexpr char kDeadLetterNode[] = "~dead-letter";
+
+Status FileError(const char* what, const std::string& path) {
+  return Status::IOError(std::string("cannot ") + what + " dead-letter file '" + path +
+                         "': " + std::strerror(errno));
+}
+
+// Appends each line + '\n' to `path` (created if absent), syncs if anything was written,
+// and returns the file's length after (0 for a file that does not exist and got nothing).
+Status AppendLines(const std::string& path, const std::vector<const std::string*>& lines,
+                   int64_t* length) {
+  *length = 0;
+  struct stat st;
+  if (lines.empty()) {
+    if (::stat(path.c_str(), &st) == 0) *length = st.st_size;
+    return Status::Ok();
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+  if (fd < 0) return FileError("open", path);
+  std::string buf;
+  for (const std::string* l : lines) {
+    buf += *l;
+    buf += '\n';
+  }
+  const char* p = buf.data();
+  size_t left = buf.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      Status e = FileError("write", path);
+      ::close(fd);
+      return e;
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  Status result;
+  if (::fdatasync(fd) != 0) result = FileError("sync", path);
+  if (result.ok() && ::fstat(fd, &st) != 0) result = FileError("stat", path);
+  if (result.ok()) *length = st.st_size;
+  ::close(fd);
+  return result;
+}
+
+// Cuts `path` back to `length` (no-op when it is not longer; a missing file is fine).
+Status CutFile(const std::string& path, int64_t length) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || st.st_size <= length) return Status::Ok();
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return FileError("open", path);
+  Status result;
+  if (::ftruncate(fd, length) != 0 || ::fdatasync(fd) != 0) result = FileError("truncate", path);
+  ::close(fd);
+  return result;
+}
 
 double MsSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -138,6 +203,17 @@ Status SnapshotGuarantee::Start(const GuaranteeContext& ctx) {
   for (const Chain& c : plan_->chains) {
     if (spec_->nodes[c.nodes[0]].kind == NodeKind::kSource) source_tasks_ += c.parallelism;
   }
+  std::set<std::string> paths;
+  for (const NodeSpec& ns : spec_->nodes) {
+    if (ns.on_error == OnError::kDeadLetter && !ns.dead_letter_path.empty()) {
+      paths.insert(ns.dead_letter_path);
+    }
+  }
+  dead_letter_paths_.assign(paths.begin(), paths.end());
+  if (options_.resume_from == 0) {
+    // A fresh start empties the dead-letter files, as it empties file sinks.
+    for (const std::string& p : dead_letter_paths_) ONCEFLOW_RETURN_IF_ERROR(CutFile(p, 0));
+  }
   if (options_.resume_from != 0) ONCEFLOW_RETURN_IF_ERROR(LoadRestore());
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
@@ -195,6 +271,11 @@ Status SnapshotGuarantee::LoadRestore() {
   std::vector<SinkCommit> commits;
   ONCEFLOW_RETURN_IF_ERROR(store->SinkCommits(id, &commits));
   for (const SinkCommit& c : commits) {
+    if (c.node == kDeadLetterNode) {
+      // What was dead-lettered after the checkpoint is dead-lettered again by the replay.
+      ONCEFLOW_RETURN_IF_ERROR(CutFile(c.path, c.length));
+      continue;
+    }
     const int idx = spec_->NodeIndex(c.node);
     if (idx < 0 || spec_->nodes[idx].kind != NodeKind::kSink) continue;
     if (options_.skip_restore.count(c.node)) continue;
@@ -327,9 +408,10 @@ std::vector<TaskSnapshot> SnapshotGuarantee::TakeSnapshots(bool final_checkpoint
       s.sinks.push_back(std::move(copy));
     }
     if (!final_included_[t]) {
-      // The first checkpoint after the task ended takes its last changes and rows; they
-      // are marked taken once that checkpoint commits (CommitDone).
+      // The first checkpoint after the task ended takes its last changes, rows and dead
+      // letters; they are marked taken once that checkpoint commits.
       s.state = finals_[t]->state;
+      s.dead_letters = finals_[t]->dead_letters;
       for (size_t k = 0; k < s.sinks.size(); ++k) s.sinks[k].pre_commit.rows = finals_[t]->sinks[k].pre_commit.rows;
     }
     out.push_back(std::move(s));
@@ -460,6 +542,9 @@ Status SnapshotGuarantee::Commit(int64_t id, CheckpointKind kind, CheckpointStat
     }
   }
   w->SetStats(events, -1, alignment_ns / 1000000);
+  // Dead letters are appended (and synced) before the commit: a crash in between leaves
+  // lines that the previous checkpoint's length cuts off again on resume.
+  ONCEFLOW_RETURN_IF_ERROR(WriteDeadLetters(snaps, id, w.get()));
   Chaos* chaos = options_.chaos;
   if (chaos != nullptr && chaos->Passage(HazardPoint::kInCheckpointTxn)) {
     // The fired set is recorded before the transaction it interrupts begins.
@@ -502,6 +587,24 @@ Status SnapshotGuarantee::Commit(int64_t id, CheckpointKind kind, CheckpointStat
   totals_.total_alignment_ms += static_cast<double>(alignment_ns) / 1e6;
   totals_.last_id = id;
   last_checkpoint_.store(id, std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+Status SnapshotGuarantee::WriteDeadLetters(const std::vector<TaskSnapshot>& snaps, int64_t id,
+                                           CheckpointWriter* w) {
+  for (size_t i = 0; i < dead_letter_paths_.size(); ++i) {
+    const std::string& path = dead_letter_paths_[i];
+    std::vector<const std::string*> lines;
+    for (const TaskSnapshot& snap : snaps) {
+      for (const TaskSnapshot::DeadLetters& d : snap.dead_letters) {
+        if (spec_->nodes[d.node].dead_letter_path != path) continue;
+        for (const std::string& l : d.lines) lines.push_back(&l);
+      }
+    }
+    int64_t length = 0;
+    ONCEFLOW_RETURN_IF_ERROR(AppendLines(path, lines, &length));
+    w->AddSinkCommit({kDeadLetterNode, static_cast<int>(i), path, length, id});
+  }
   return Status::Ok();
 }
 

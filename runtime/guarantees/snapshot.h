@@ -21,6 +21,13 @@
 //      final snapshot after its last output; End() commits them as checkpoint kind
 //      `final` (status completed / stopped) and applies it the same way.
 //
+// Dead letters (on_error: dead_letter) are held by each task until its barrier and handed
+// over in its snapshot; the checkpoint thread appends them to their files and syncs just
+// before the checkpoint's commit, which records each file's length (node "~dead-letter").
+// A resume cuts each dead-letter file back to the length its checkpoint recorded (a
+// fresh start empties it, as it does the file sinks): a record replayed after a recovery
+// is dead-lettered once.
+//
 // Recovery rolls forward (RollForward, run before anything else touches a sink): staged
 // epochs of complete checkpoints are applied (a no-op where the marker exists); then the
 // run restores every task from the latest complete checkpoint (Start + BeforeOpen),
@@ -140,6 +147,9 @@ class SnapshotGuarantee final : public Guarantee {
                 std::vector<TaskSnapshot> snaps, std::chrono::steady_clock::time_point began);
   Status GetApplier(int node, Sink** sink);
   Status LoadRestore();
+  // Appends the dead letters of `snaps` to their files (synced) and records every
+  // dead-letter file's length in `w`.
+  Status WriteDeadLetters(const std::vector<TaskSnapshot>& snaps, int64_t id, CheckpointWriter* w);
   // Under mu_: every task reported the checkpoint in flight or has ended.
   bool AllReported() const;
   // Under mu_: the snapshots checkpoint `id` commits — each task's report, or the final
@@ -157,6 +167,7 @@ class SnapshotGuarantee final : public Guarantee {
   std::vector<std::vector<std::vector<std::pair<std::string, StateValue>>>> restore_state_;
   std::map<std::pair<int, int>, SourcePosition> restore_offsets_;
   std::map<std::pair<int, int>, SinkCommit> restore_sinks_;
+  std::vector<std::string> dead_letter_paths_;  // distinct, sorted; fixed by Start
 
   // ---- checkpoint thread ----
   std::atomic<uint64_t> barrier_{0};
