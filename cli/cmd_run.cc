@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <functional>
 #include <iostream>
 #include <mutex>
@@ -138,7 +139,7 @@ nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats, const Ru
                  nodes = nlohmann::json::object();
   for (const NodeStats& n : stats.nodes) {
     if (n.kind == NodeKind::kSource) {
-      sources[n.id] = {{"events", n.processed}, {"skipped", n.skipped}};
+      sources[n.id] = {{"events", n.processed}, {"skipped", n.skipped}, {"replayed", n.replayed}};
     } else if (n.kind == NodeKind::kSink) {
       sinks[n.id] = {{"records", n.processed}, {"skipped", n.skipped}};
     } else {
@@ -476,6 +477,9 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
     const auto t_start = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point t_fail;
     RunStats total;
+    // Per source node: the furthest record count an attempt of this invocation reached,
+    // to count what a later attempt reads again after a recovery.
+    std::map<int, uint64_t> reached;
     for (;;) {
       SnapshotOptions so;
       so.store = store.get();
@@ -511,6 +515,14 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
         totals.recovery_ms.push_back(ms);
         totals.recovery_ms_total += ms;
         t_fail = {};
+      }
+      for (size_t i = 0; i < s.nodes.size(); ++i) {
+        if (s.nodes[i].kind != NodeKind::kSource) continue;
+        const uint64_t restored = guarantee.restored_count(static_cast<int>(i));
+        const uint64_t read = s.nodes[i].processed;
+        uint64_t& far = reached[static_cast<int>(i)];
+        s.nodes[i].replayed = far > restored ? std::min(read, far - restored) : 0;
+        far = std::max(far, restored + read);
       }
       Accumulate(s, &total);
       const CheckpointTotals& c = guarantee.totals();

@@ -346,6 +346,14 @@ FailureAction SnapshotGuarantee::OnTaskFailure(int, int, const Status& error) {
                                                   : FailureAction::kFailRun;
 }
 
+uint64_t SnapshotGuarantee::restored_count(int node) const {
+  uint64_t n = 0;
+  for (const auto& [key, pos] : restore_offsets_) {
+    if (key.first == node) n += pos.count;
+  }
+  return n;
+}
+
 uint64_t SnapshotGuarantee::journaled_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t total = 0;

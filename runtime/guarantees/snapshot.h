@@ -134,6 +134,9 @@ class SnapshotGuarantee final : public Guarantee {
   void PersistBeforeCrash() override;
 
   const CheckpointTotals& totals() const { return totals_; }  // after End()
+  // Records source `node`'s instances had read at the restored checkpoint (0 when
+  // starting from the beginning). After Start.
+  uint64_t restored_count(int node) const;
   // Bytes this run appended to the journals of sources that cannot rewind (stdin).
   uint64_t journaled_bytes() const;
   // The newest checkpoint committed so far (0: none); any thread, for status lines.

@@ -647,6 +647,10 @@ def snapshot_chaos_fail_recovers_exactly():
         expect_rc(p, 0)
         s = json.loads(p.stdout)
         check(s["recoveries"]["count"] >= 1, f"recovered: {s['recoveries']}")
+        lines = sum(1 for _ in open(os.path.join(PIPES, "data/words.txt")))
+        src = s["sources"]["lines"]
+        check(src["events"] == lines + src["replayed"] and src["replayed"] > 0,
+              f"events read = lines + events read again after recoveries: {src}")
         want = read_jsonl(os.path.join(PIPES, "expected/wordcount.jsonl"))
         got = last_per_key(read_jsonl(out), key="word")
         check(got == {r["word"]: r["count"] for r in want}, "final counts exact")
