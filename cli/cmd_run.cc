@@ -314,14 +314,10 @@ bool CheckRunFlags(const PipelineSpec& spec, const RunArgs& args, ChaosSpec* cha
     std::cerr << "onceflow: error: " << msg << "\n";
     return false;
   };
-  const bool checkpointing =
-      spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kSnapshot;
-  if (spec.semantics == Semantics::kAtLeastOnce ||
-      (spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup)) {
-    return fail(std::string("semantics '") + SemanticsName(spec.semantics) +
-                (spec.semantics == Semantics::kEffectivelyOnce ? "' in mode 'dedup'" : "'") +
-                " is not supported yet by this version; use --semantics effectively-once "
-                "--mode snapshot, or --semantics at-most-once");
+  const bool checkpointing = spec.semantics != Semantics::kAtMostOnce;
+  if (spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup) {
+    return fail("semantics 'effectively-once' in mode 'dedup' is not supported yet by this "
+                "version; use --mode snapshot");
   }
   if (!checkpointing) {
     for (auto [flag, given] :
@@ -432,8 +428,7 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
     }
     ChaosSpec chaos_spec;
     if (!CheckRunFlags(spec, *args, &chaos_spec)) return kExitInvalid;
-    const bool checkpointing =
-        spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kSnapshot;
+    const bool checkpointing = spec.semantics != Semantics::kAtMostOnce;
 
     Plan plan = BuildPlan(spec);
     InstallSignalHandlers();
@@ -490,7 +485,8 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
       so.retain = spec.checkpoint_retain;
       so.skip_restore = sp.skip_restore;
       so.savepoint_requests = &g_savepoint_requests;
-      SnapshotGuarantee guarantee(so);
+      SnapshotGuarantee guarantee(spec.semantics == Semantics::kAtLeastOnce ? AtLeastOnceOptions(so)
+                                                                             : so);
       ro.guarantee = &guarantee;
       ro.chaos = &chaos;
       ro.fresh_start = sp.resume_from == 0;

@@ -306,7 +306,7 @@ Status SnapshotGuarantee::BeforeOpen(int node, int instance, NodeContext* ctx, K
     }
   }
   if (options_.resume_from == 0) return Status::Ok();
-  if (ns.kind == NodeKind::kSink) {
+  if (ns.kind == NodeKind::kSink && options_.cut_sinks_back) {
     auto it = restore_sinks_.find({node, instance});
     if (it != restore_sinks_.end()) {
       ctx->resume_path = it->second.path;

@@ -1,6 +1,11 @@
 // Checkpointing guarantees on barrier snapshots: effectively-once / snapshot (aligned
-// barriers, two-phase sinks) — and, with other options, at-least-once (barriers that do
-// not block, sinks that write at once). The protocol, step by step (ARCHITECTURE.md):
+// barriers, two-phase sinks, file sinks cut back on resume) — and, with AtLeastOnceOptions,
+// at-least-once: barriers are tracked, not aligned (a task never stops reading a channel;
+// it snapshots once barrier n arrived on all of them, so its state holds everything before
+// n and maybe some records after it, which the rewound sources replay: effects repeat,
+// none is lost), sinks write at once and flush + fsync at every barrier, and a resumed
+// file sink keeps what it wrote after the checkpoint (those records repeat) and only cuts
+// a torn last line. The protocol, step by step (ARCHITECTURE.md):
 //
 //   1. Every `checkpoint.interval` the checkpoint thread begins checkpoint n in the state
 //      file (a pending row; ids are never reused) and publishes n; each source task
@@ -91,11 +96,23 @@ struct SnapshotOptions {
   int retain = 3;
   BarrierMode alignment = BarrierMode::kAligned;
   bool two_phase_sinks = true;
+  // A resumed sink is cut back to the length its checkpoint recorded (exact outputs).
+  bool cut_sinks_back = true;
   const char* name = "effectively-once (snapshot)";
   // Bumped (by a SIGUSR1 handler) to ask for a savepoint: a retained checkpoint of kind
   // `savepoint`, taken at once (or right after the checkpoint in flight). May be null.
   const std::atomic<int>* savepoint_requests = nullptr;
 };
+
+// The options of the at-least-once guarantee: the snapshot machinery without alignment,
+// two-phase commit or cut-back (see the file comment).
+inline SnapshotOptions AtLeastOnceOptions(SnapshotOptions o) {
+  o.alignment = BarrierMode::kTracking;
+  o.two_phase_sinks = false;
+  o.cut_sinks_back = false;
+  o.name = "at-least-once";
+  return o;
+}
 
 // Totals over the checkpoints this guarantee committed (for the run summary).
 struct CheckpointTotals {

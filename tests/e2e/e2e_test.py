@@ -219,7 +219,7 @@ nodes:
         p = run(["run", y], cwd=d)
         expect_rc(p, 0)
         check("already completed" in p.stderr, p.stderr)
-        p = run(["run", y, "--semantics", "at-least-once"], cwd=d)
+        p = run(["run", y, "--mode", "dedup"], cwd=d)
         expect_rc(p, 2)
         check("not supported yet" in p.stderr, p.stderr)
 
@@ -791,6 +791,27 @@ nodes:
             check(p.returncode == -9, f"{point}: {p.returncode} {p.stderr}")
             expect_rc(run(cmd, cwd=d), 0)
             check(dead() == want, f"{point}: each bad record once: {dead()}")
+
+
+@test
+def at_least_once_checkpoints_and_resumes_without_loss():
+    with Tmp() as d:
+        y = gen_pipeline(d)
+        p = run(["run", y, "--semantics", "at-least-once", "--max-events", "5000", "--json", "-q"], cwd=d)
+        expect_rc(p, 0)
+        s = json.loads(p.stdout)
+        check(s["semantics"] == "at-least-once" and s["mode"] is None, s)
+        check(s["checkpoints"]["count"] >= 1, "checkpoints are taken")
+        p = run(["run", y, "--semantics", "at-least-once", "-q", "--chaos", "seed=9,fail=per_user:0.0002"], cwd=d)
+        expect_rc(p, 0)
+        got = last_per_key(read_jsonl(os.path.join(d, "out.jsonl")))
+        want = expected_counts(20000)
+        check(all(got.get(k, 0) >= v for k, v in want.items()), f"nothing lost: {got} vs {want}")
+        # The fingerprint holds the semantics: resuming under another one is refused.
+        expect_rc(run(["run", y, "--fresh", "--max-events", "100", "-q"], cwd=d), 0)
+        p = run(["run", y, "--semantics", "at-least-once", "-q"], cwd=d)
+        expect_rc(p, 3)
+        check("semantics changed from effectively-once to at-least-once" in p.stderr, p.stderr)
 
 
 
