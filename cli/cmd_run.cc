@@ -10,9 +10,9 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
-#include <map>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -24,9 +24,9 @@
 #include "runtime/chaos/chaos.h"
 #include "runtime/exec/executor.h"
 #include "runtime/guarantees/snapshot.h"
+#include "runtime/plan/plan.h"
 #include "runtime/state/fingerprint.h"
 #include "runtime/state/store.h"
-#include "runtime/plan/plan.h"
 #include "spdlog/spdlog.h"
 
 namespace onceflow::cli {
@@ -130,10 +130,11 @@ nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats, const Ru
   j["pipeline"] = spec.name;
   j["semantics"] = SemanticsName(spec.semantics);
   j["mode"] = spec.semantics == Semantics::kEffectivelyOnce ? nlohmann::json(ModeName(spec.mode))
-                                                             : nlohmann::json(nullptr);
+                                                            : nlohmann::json(nullptr);
   j["exit"] = stats.exit_reason;
   j["wall_s"] = stats.wall_s;
-  j["events_per_s"] = stats.wall_s > 0 ? static_cast<double>(stats.source_events) / stats.wall_s : 0.0;
+  j["events_per_s"] =
+      stats.wall_s > 0 ? static_cast<double>(stats.source_events) / stats.wall_s : 0.0;
   j["peak_rss_bytes"] = PeakRssBytes();
   nlohmann::json sources = nlohmann::json::object(), sinks = nlohmann::json::object(),
                  nodes = nlohmann::json::object();
@@ -143,12 +144,9 @@ nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats, const Ru
     } else if (n.kind == NodeKind::kSink) {
       sinks[n.id] = {{"records", n.processed}, {"skipped", n.skipped}};
     } else {
-      nodes[n.id] = {{"processed", n.processed},
-                     {"emitted", n.emitted},
-                     {"skipped", n.skipped},
-                     {"dropped", n.dropped},
-                     {"replayed", n.replayed},
-                     {"duplicates_discarded", n.duplicates_discarded}};
+      nodes[n.id] = {{"processed", n.processed}, {"emitted", n.emitted},
+                     {"skipped", n.skipped},     {"dropped", n.dropped},
+                     {"replayed", n.replayed},   {"duplicates_discarded", n.duplicates_discarded}};
     }
   }
   j["sources"] = sources;
@@ -163,9 +161,10 @@ nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats, const Ru
                       {"mean_alignment_ms", c.total_alignment_ms / n},
                       {"last_id", c.last_id}};
   j["stdin_journaled_bytes"] = totals.journaled_bytes;
-  j["recoveries"] = {{"count", totals.recoveries},
-                     {"mean_ms", totals.recoveries > 0 ? totals.recovery_ms_total / totals.recoveries : 0.0},
-                     {"ms", totals.recovery_ms}};
+  j["recoveries"] = {
+      {"count", totals.recoveries},
+      {"mean_ms", totals.recoveries > 0 ? totals.recovery_ms_total / totals.recoveries : 0.0},
+      {"ms", totals.recovery_ms}};
   return j;
 }
 
@@ -207,7 +206,7 @@ void Accumulate(const RunStats& s, RunStats* total) {
 
 // Where a checkpointing run starts, decided from the state file and the flags.
 struct StartPoint {
-  int64_t resume_from = 0;   // 0: from the beginning
+  int64_t resume_from = 0;  // 0: from the beginning
   bool already_completed = false;
   std::set<std::string> skip_restore;
 };
@@ -316,8 +315,9 @@ bool CheckRunFlags(const PipelineSpec& spec, const RunArgs& args, ChaosSpec* cha
   };
   const bool checkpointing = spec.semantics != Semantics::kAtMostOnce;
   if (spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup) {
-    return fail("semantics 'effectively-once' in mode 'dedup' is not supported yet by this "
-                "version; use --mode snapshot");
+    return fail(
+        "semantics 'effectively-once' in mode 'dedup' is not supported yet by this "
+        "version; use --mode snapshot");
   }
   if (!checkpointing) {
     for (auto [flag, given] :
@@ -336,14 +336,16 @@ bool CheckRunFlags(const PipelineSpec& spec, const RunArgs& args, ChaosSpec* cha
       args.from_checkpoint != "none") {
     const std::string& v = args.from_checkpoint;
     if (v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos || v[0] == '0') {
-      return fail("--from-checkpoint: expected a checkpoint id, 'latest' or 'none', got '" + v + "'");
+      return fail("--from-checkpoint: expected a checkpoint id, 'latest' or 'none', got '" + v +
+                  "'");
     }
   }
   Status st = ChaosSpec::Parse(args.chaos, chaos);
   if (!st.ok()) return fail("--chaos: " + st.message());
   for (const std::string& node : chaos->NodeNames()) {
     const NodeSpec* ns = spec.FindNode(node);
-    if (ns == nullptr) return fail("--chaos: fail=" + node + ": no node '" + node + "' in the pipeline");
+    if (ns == nullptr)
+      return fail("--chaos: fail=" + node + ": no node '" + node + "' in the pipeline");
     if (ns->kind != NodeKind::kOperator) {
       return fail("--chaos: fail=" + node + ": '" + node + "' is a " + NodeKindName(ns->kind) +
                   "; only operators fail on records");
@@ -486,11 +488,12 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
       so.skip_restore = sp.skip_restore;
       so.savepoint_requests = &g_savepoint_requests;
       SnapshotGuarantee guarantee(spec.semantics == Semantics::kAtLeastOnce ? AtLeastOnceOptions(so)
-                                                                             : so);
+                                                                            : so);
       ro.guarantee = &guarantee;
       ro.chaos = &chaos;
       ro.fresh_start = sp.resume_from == 0;
-      if (args->max_events != 0) ro.max_events = args->max_events - std::min(args->max_events, total.source_events);
+      if (args->max_events != 0)
+        ro.max_events = args->max_events - std::min(args->max_events, total.source_events);
       if (duration_ms > 0) {
         const auto used = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::steady_clock::now() - t_start)
@@ -531,8 +534,9 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
       totals.journaled_bytes += guarantee.journaled_bytes();
       if (st.code() != Status::Code::kTransient) break;
       if (totals.recoveries >= spec.max_recoveries) {
-        st = Status::Runtime("gave up after " + std::to_string(totals.recoveries) +
-                             " recoveries (recovery.max_recoveries); last failure: " + st.message());
+        st =
+            Status::Runtime("gave up after " + std::to_string(totals.recoveries) +
+                            " recoveries (recovery.max_recoveries); last failure: " + st.message());
         break;
       }
       if (g_stop_signal.load() != 0) {
@@ -554,7 +558,8 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
       // checkpoints like everyone else's.
       sp.skip_restore.clear();
     }
-    total.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    total.wall_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     return Report(spec, *args, st, total, totals);
   };
 }

@@ -67,8 +67,7 @@ class FileSink : public EncodingSink {
     // O_RDWR: a resumed run reads the torn tail and the csv header back.
     int flags = O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC;
     const bool cut_to_checkpoint = !ctx.fresh_start && ctx.resume_length >= 0;
-    const bool empty_it =
-        ctx.fresh_start || (cut_to_checkpoint && ctx.resume_path != path_);
+    const bool empty_it = ctx.fresh_start || (cut_to_checkpoint && ctx.resume_path != path_);
     if (empty_it) flags |= O_TRUNC;
     if (cut_to_checkpoint && !empty_it && !existed) {
       return Status::State("output file '" + path_ + "' is missing, but checkpoint holds " +
@@ -158,23 +157,24 @@ class FileSink : public EncodingSink {
     }
     spdlog::warn("{}: cutting a torn last line ({} bytes) left by an interrupted run", what_,
                  static_cast<long long>(size - keep));
-    if (::ftruncate(fd_, keep) != 0) return Status::IOError(FileErrorMessage("truncate", path_, errno));
+    if (::ftruncate(fd_, keep) != 0)
+      return Status::IOError(FileErrorMessage("truncate", path_, errno));
     return Status::Ok();
   }
 
   // An existing csv file already has its header: continue with its columns.
   Status ReadCsvHeader() {
     std::vector<std::string> header;
-    ONCEFLOW_RETURN_IF_ERROR(
-        ReadCsvHeaderFrom(
-            [&](uint64_t pos, char* buf, size_t avail, size_t* n) {
-              ssize_t got = ::pread(fd_, buf, avail, static_cast<off_t>(pos));
-              if (got < 0) return Status::IOError(FileErrorMessage("read", path_, errno));
-              *n = static_cast<size_t>(got);
-              return Status::Ok();
-            },
-            &header)
-            .WithContext(what_));
+    ONCEFLOW_RETURN_IF_ERROR(ReadCsvHeaderFrom(
+                                 [&](uint64_t pos, char* buf, size_t avail, size_t* n) {
+                                   ssize_t got = ::pread(fd_, buf, avail, static_cast<off_t>(pos));
+                                   if (got < 0)
+                                     return Status::IOError(FileErrorMessage("read", path_, errno));
+                                   *n = static_cast<size_t>(got);
+                                   return Status::Ok();
+                                 },
+                                 &header)
+                                 .WithContext(what_));
     if (!header.empty()) encoder_.SetCsvHeader(header);
     return Status::Ok();
   }
@@ -204,7 +204,8 @@ NodeTypeDef FileSinkDef() {
   d.min_inputs = 1;
   d.check = [](const NodeSpec& spec, Diagnostics& diags) {
     const YNode* field = spec.options.Raw("field");
-    if (field != nullptr && field->loc.line > 0 && spec.options.GetString("format", "jsonl") != "lines") {
+    if (field != nullptr && field->loc.line > 0 &&
+        spec.options.GetString("format", "jsonl") != "lines") {
       diags.Warning(*field, "node '" + spec.id + "': `field` applies only to format: lines");
     }
   };

@@ -91,11 +91,15 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 const char* SqlType(const Value& v) {
   switch (v.type()) {
     case ValueType::kInt:
-    case ValueType::kBool: return "INTEGER";
-    case ValueType::kDouble: return "REAL";
+    case ValueType::kBool:
+      return "INTEGER";
+    case ValueType::kDouble:
+      return "REAL";
     case ValueType::kString:
-    case ValueType::kJson: return "TEXT";
-    case ValueType::kNull: return "";
+    case ValueType::kJson:
+      return "TEXT";
+    case ValueType::kNull:
+      return "";
   }
   return "";
 }
@@ -106,7 +110,8 @@ class SqliteSink : public Sink {
       : node_(spec.id),
         path_(spec.options.GetPath("path")),
         table_(spec.options.GetString("table")),
-        key_(Given(spec.options, "key") ? spec.options.GetList("key") : std::vector<std::string>{}) {}
+        key_(Given(spec.options, "key") ? spec.options.GetList("key")
+                                        : std::vector<std::string>{}) {}
 
   ~SqliteSink() override { CloseDb(); }
 
@@ -118,9 +123,9 @@ class SqliteSink : public Sink {
     }
     ONCEFLOW_RETURN_IF_ERROR(MakeParentDirs(path_));
     CloseDb();
-    int rc = sqlite3_open_v2(path_.c_str(), &db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             nullptr);
+    int rc =
+        sqlite3_open_v2(path_.c_str(), &db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
       std::string msg = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
       CloseDb();
@@ -217,10 +222,10 @@ class SqliteSink : public Sink {
 
   Status ApplyEpoch(const std::string& lineage, int64_t epoch,
                     const std::vector<std::string>& rows) override {
-    ONCEFLOW_RETURN_IF_ERROR(Exec(
-        "CREATE TABLE IF NOT EXISTS onceflow_applied_epochs (lineage TEXT NOT NULL, node TEXT "
-        "NOT NULL, epoch INTEGER NOT NULL, applied_ms INTEGER, PRIMARY KEY(lineage, node, "
-        "epoch)) WITHOUT ROWID"));
+    ONCEFLOW_RETURN_IF_ERROR(
+        Exec("CREATE TABLE IF NOT EXISTS onceflow_applied_epochs (lineage TEXT NOT NULL, node TEXT "
+             "NOT NULL, epoch INTEGER NOT NULL, applied_ms INTEGER, PRIMARY KEY(lineage, node, "
+             "epoch)) WITHOUT ROWID"));
     ONCEFLOW_RETURN_IF_ERROR(SetSynchronous(true));
     ONCEFLOW_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     bool applied = false;
@@ -320,10 +325,16 @@ class SqliteSink : public Sink {
         continue;
       }
       switch (v->type()) {
-        case ValueType::kNull: sqlite3_bind_null(insert_, idx); break;
+        case ValueType::kNull:
+          sqlite3_bind_null(insert_, idx);
+          break;
         case ValueType::kBool:
-        case ValueType::kInt: sqlite3_bind_int64(insert_, idx, v->as_int()); break;
-        case ValueType::kDouble: sqlite3_bind_double(insert_, idx, v->as_double()); break;
+        case ValueType::kInt:
+          sqlite3_bind_int64(insert_, idx, v->as_int());
+          break;
+        case ValueType::kDouble:
+          sqlite3_bind_double(insert_, idx, v->as_double());
+          break;
         case ValueType::kString:
         case ValueType::kJson:
           sqlite3_bind_text(insert_, idx, v->str().data(), static_cast<int>(v->str().size()),
@@ -487,8 +498,8 @@ class SqliteSink : public Sink {
   sqlite3_stmt* insert_ = nullptr;
   int sync_full_ = -1;  // -1 unknown, 0 NORMAL, 1 FULL
   bool table_exists_ = false;
-  std::vector<std::string> columns_;  // table columns, in table order
-  std::vector<Record> pending_;       // without key: rows in arrival order
+  std::vector<std::string> columns_;                        // table columns, in table order
+  std::vector<Record> pending_;                             // without key: rows in arrival order
   absl::flat_hash_map<std::string, Record> pending_keyed_;  // with key: last record per key
   BatchKeys keys_;  // keys of the batch being written (with key)
   std::string key_buf_;

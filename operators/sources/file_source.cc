@@ -24,8 +24,7 @@ constexpr auto kFollowPoll = std::chrono::milliseconds(50);
 class FileSource : public Source {
  public:
   explicit FileSource(const NodeSpec& spec)
-      : path_(spec.options.GetPath("path")),
-        follow_(spec.options.GetBool("follow", false)) {
+      : path_(spec.options.GetPath("path")), follow_(spec.options.GetBool("follow", false)) {
     ParseFormat(spec.options.GetString("format", "lines"), &format_);
   }
 
@@ -64,8 +63,9 @@ class FileSource : public Source {
   // file now shorter than the position, would read from the middle of unrelated bytes.
   Status Seek(const SourcePosition& pos) override {
     if (!pos.name.empty() && pos.name != path_) {
-      return Status::State("source file is now '" + path_ + "' but the checkpoint's position is in '" +
-                           pos.name + "' (use --fresh to start over)");
+      return Status::State("source file is now '" + path_ +
+                           "' but the checkpoint's position is in '" + pos.name +
+                           "' (use --fresh to start over)");
     }
     struct stat st;
     if (::stat(path_.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) < pos.offset) {

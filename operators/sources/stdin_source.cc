@@ -146,16 +146,15 @@ class StdinSource : public Source {
   // The csv header, decoded from the start of the journaled stream.
   Status LoadCsvHeader() {
     std::vector<std::string> header;
-    ONCEFLOW_RETURN_IF_ERROR(
-        ReadCsvHeaderFrom(
-            [&](uint64_t pos, char* buf, size_t avail, size_t* n) {
-              ONCEFLOW_RETURN_IF_ERROR(journal_->Read(pos, avail, &scratch_));
-              std::memcpy(buf, scratch_.data(), scratch_.size());
-              *n = scratch_.size();
-              return Status::Ok();
-            },
-            &header)
-            .WithContext("stdin journal"));
+    ONCEFLOW_RETURN_IF_ERROR(ReadCsvHeaderFrom(
+                                 [&](uint64_t pos, char* buf, size_t avail, size_t* n) {
+                                   ONCEFLOW_RETURN_IF_ERROR(journal_->Read(pos, avail, &scratch_));
+                                   std::memcpy(buf, scratch_.data(), scratch_.size());
+                                   *n = scratch_.size();
+                                   return Status::Ok();
+                                 },
+                                 &header)
+                                 .WithContext("stdin journal"));
     if (header.empty()) return Status::State("stdin journal has no csv header to resume with");
     decoder_->SetHeader(std::move(header));
     return Status::Ok();

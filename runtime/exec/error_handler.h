@@ -27,9 +27,9 @@
 #include <cstdio>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
-#include <string_view>
 
 #include "runtime/core/node.h"
 #include "runtime/spec/pipeline_spec.h"

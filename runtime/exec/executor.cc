@@ -289,7 +289,8 @@ void Executor::Impl::Setup() {
         const NodeTypeDef* def = registry.Find(ns.kind, ns.type);
         m->ctx.two_phase = def != nullptr && def->two_phase;
       }
-      if (ns.kind == NodeKind::kOperator && chaos_on()) m->fail_p = opt.chaos->FailProbability(ns.id);
+      if (ns.kind == NodeKind::kOperator && chaos_on())
+        m->fail_p = opt.chaos->FailProbability(ns.id);
       m->errors->set_hold(guarantee->snapshots());
       t.members.push_back(std::move(m));
     }
@@ -614,7 +615,8 @@ Status Executor::Impl::RunConsumer(Task& t) {
     if (env.kind == Envelope::Kind::kBatch) {
       // The hot path: a popped channel is never blocked, so the aligner would deliver the
       // batch at once; skip it and keep the envelope's vector for recycling.
-      if (!env.batch.empty()) ONCEFLOW_RETURN_IF_ERROR(ProcessFrom(t, 0, t.inputs[c].port, env.batch));
+      if (!env.batch.empty())
+        ONCEFLOW_RETURN_IF_ERROR(ProcessFrom(t, 0, t.inputs[c].port, env.batch));
       continue;
     }
     Envelope control;

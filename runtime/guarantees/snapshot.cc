@@ -101,7 +101,8 @@ class ApplierErrors final : public ErrorHandler {
  public:
   explicit ApplierErrors(std::string node) : node_(std::move(node)) {}
   Status OnRecordError(const Record&, std::string_view error) override {
-    return Status::Runtime("node '" + node_ + "': cannot apply a staged row: " + std::string(error));
+    return Status::Runtime("node '" + node_ +
+                           "': cannot apply a staged row: " + std::string(error));
   }
   Status OnRawError(const Origin&, std::string_view, std::string_view error) override {
     return Status::Runtime("node '" + node_ + "': " + std::string(error));
@@ -166,8 +167,8 @@ Status RollForward(StateStore* store, const PipelineSpec& spec, const Registry& 
         rows.emplace_back(row);
         return Status::Ok();
       }));
-      ONCEFLOW_RETURN_IF_ERROR(a->sink->ApplyEpoch(store->lineage_id(), epoch, rows)
-                                   .WithContext("node '" + node + "'"));
+      ONCEFLOW_RETURN_IF_ERROR(
+          a->sink->ApplyEpoch(store->lineage_id(), epoch, rows).WithContext("node '" + node + "'"));
       spdlog::info("node '{}': rolled checkpoint {} forward ({} rows; a no-op if it was applied)",
                    node, epoch, rows.size());
     } else if (on_line) {
@@ -232,17 +233,17 @@ Status SnapshotGuarantee::LoadRestore() {
     if (options_.skip_restore.count(ns.id)) continue;
     // State is stored per key, not per instance: each key goes to the instance the hash
     // partitioner sends that key to, whatever the parallelism was when it was written.
-    ONCEFLOW_RETURN_IF_ERROR(store->RestoreState(id, ns.id, [&](std::string_view key,
-                                                                std::string_view bytes) {
-      StateValue value;
-      if (!DecodeStateValue(bytes, &value)) {
-        return Status::State("state file " + store->path() + ": a value of node '" + ns.id +
-                             "' at checkpoint " + std::to_string(id) + " is corrupt");
-      }
-      const int inst = p == 1 ? 0 : HashDestination(key, p);
-      restore_state_[i][inst].emplace_back(std::string(key), std::move(value));
-      return Status::Ok();
-    }));
+    ONCEFLOW_RETURN_IF_ERROR(
+        store->RestoreState(id, ns.id, [&](std::string_view key, std::string_view bytes) {
+          StateValue value;
+          if (!DecodeStateValue(bytes, &value)) {
+            return Status::State("state file " + store->path() + ": a value of node '" + ns.id +
+                                 "' at checkpoint " + std::to_string(id) + " is corrupt");
+          }
+          const int inst = p == 1 ? 0 : HashDestination(key, p);
+          restore_state_[i][inst].emplace_back(std::string(key), std::move(value));
+          return Status::Ok();
+        }));
   }
   std::vector<SourceOffset> offsets;
   ONCEFLOW_RETURN_IF_ERROR(store->SourceOffsets(id, &offsets));
@@ -295,9 +296,10 @@ Status SnapshotGuarantee::BeforeOpen(int node, int instance, NodeContext* ctx, K
       if (!j->status().ok()) return j->status();
       ctx->journal = j.get();
       if (j->size() > 0) {
-        spdlog::info("source '{}': the journal holds {} bytes of its stream; this run's stdin "
-                     "continues the stream at byte {}",
-                     ns.id, j->size(), j->size());
+        spdlog::info(
+            "source '{}': the journal holds {} bytes of its stream; this run's stdin "
+            "continues the stream at byte {}",
+            ns.id, j->size(), j->size());
       }
       std::lock_guard<std::mutex> lock(mu_);
       Journal& slot = journals_[{node, instance}];
@@ -376,7 +378,8 @@ Status SnapshotGuarantee::OnSnapshot(uint64_t checkpoint, TaskSnapshot&& snapsho
       finals_[task] = std::move(snapshot);
     } else if (checkpoint != inflight_) {
       return Status::Runtime("barrier " + std::to_string(checkpoint) +
-                             " is not the checkpoint in flight (" + std::to_string(inflight_) + ")");
+                             " is not the checkpoint in flight (" + std::to_string(inflight_) +
+                             ")");
     } else {
       reports_[task] = std::move(snapshot);
     }
@@ -420,7 +423,8 @@ std::vector<TaskSnapshot> SnapshotGuarantee::TakeSnapshots(bool final_checkpoint
       // letters; they are marked taken once that checkpoint commits.
       s.state = finals_[t]->state;
       s.dead_letters = finals_[t]->dead_letters;
-      for (size_t k = 0; k < s.sinks.size(); ++k) s.sinks[k].pre_commit.rows = finals_[t]->sinks[k].pre_commit.rows;
+      for (size_t k = 0; k < s.sinks.size(); ++k)
+        s.sinks[k].pre_commit.rows = finals_[t]->sinks[k].pre_commit.rows;
     }
     out.push_back(std::move(s));
   }
@@ -435,7 +439,8 @@ void SnapshotGuarantee::Loop() {
     return options_.savepoint_requests != nullptr &&
            options_.savepoint_requests->load(std::memory_order_relaxed) > savepoints_seen_;
   };
-  if (options_.savepoint_requests != nullptr) savepoints_seen_ = options_.savepoint_requests->load();
+  if (options_.savepoint_requests != nullptr)
+    savepoints_seen_ = options_.savepoint_requests->load();
   std::unique_lock<std::mutex> lock(mu_);
   auto next = Clock::now() + interval;
   for (;;) {
@@ -626,8 +631,8 @@ Status SnapshotGuarantee::End(const RunEnd& end) {
   if (thread_.joinable()) thread_.join();
   if (!end.error.ok()) return Status::Ok();  // the attempt failed: no final checkpoint
   if (has_error_.load()) return error_;
-  const CheckpointStatus status = end.exit_reason == "completed" ? CheckpointStatus::kCompleted
-                                                                  : CheckpointStatus::kStopped;
+  const CheckpointStatus status =
+      end.exit_reason == "completed" ? CheckpointStatus::kCompleted : CheckpointStatus::kStopped;
   std::vector<TaskSnapshot> snaps;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -87,7 +87,7 @@ class StoreJournal;
 struct SnapshotOptions {
   StateStore* store = nullptr;  // open, writable (locked); outlives the guarantee
   const Registry* registry = nullptr;
-  Chaos* chaos = nullptr;  // may be null
+  Chaos* chaos = nullptr;   // may be null
   int64_t resume_from = 0;  // complete checkpoint to restore; 0 = start from the beginning
   // Nodes whose stored state must not be restored (added, removed or changed since the
   // checkpoint: --allow-topology-change); they start empty.
@@ -143,9 +143,7 @@ class SnapshotGuarantee final : public Guarantee {
   bool two_phase_sinks() const override { return options_.two_phase_sinks; }
   Status BeforeOpen(int node, int instance, NodeContext* ctx, KeyedState* state) override;
   Status AfterOpen(int node, int instance, Source* source) override;
-  uint64_t BarrierToInject() const override {
-    return barrier_.load(std::memory_order_acquire);
-  }
+  uint64_t BarrierToInject() const override { return barrier_.load(std::memory_order_acquire); }
   uint64_t OnSourceEnd(int task) override;
   Status OnSnapshot(uint64_t checkpoint, TaskSnapshot&& snapshot) override;
   void PersistBeforeCrash() override;
@@ -192,7 +190,7 @@ class SnapshotGuarantee final : public Guarantee {
   // ---- checkpoint thread ----
   std::atomic<uint64_t> barrier_{0};
   int savepoints_seen_ = 0;  // checkpoint thread only
-  mutable std::mutex mu_;  // guards the fields below
+  mutable std::mutex mu_;    // guards the fields below
   std::condition_variable cv_;
   bool stopping_ = false;
   bool failed_ = false;
@@ -204,11 +202,11 @@ class SnapshotGuarantee final : public Guarantee {
   // Per task: its final snapshot's state changes and staged rows went into a committed
   // checkpoint already (later checkpoints take only its positions and lengths).
   std::vector<bool> final_included_;
-  Status error_;                           // a checkpoint that failed: fails the run
+  Status error_;  // a checkpoint that failed: fails the run
   std::atomic<bool> has_error_{false};
   std::thread thread_;
 
-  std::mutex store_mu_;  // every use of options_.store
+  std::mutex store_mu_;                               // every use of options_.store
   std::map<int, std::unique_ptr<Applier>> appliers_;  // checkpoint thread / End only
   // Journals of `stdin`-like sources, made in BeforeOpen (task threads, under mu_).
   struct Journal {
