@@ -47,7 +47,7 @@ if [[ ! -f "$WORDS" ]]; then
   GEN="$BUILD/tests/bench/bench_gen_words"
   [[ -x "$GEN" ]] || die "no $WORDS and no $GEN: run tests/bench/run.sh once, or build with -DONCEFLOW_BENCH=ON"
   mkdir -p "$DATA"
-  "$GEN" "$N_WORDS" >"$WORDS.tmp" && mv "$WORDS.tmp" "$WORDS"
+  "$GEN" "$WORDS.tmp" "$N_WORDS" && mv "$WORDS.tmp" "$WORDS"
 fi
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/onceflow-ckbench.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
