@@ -142,6 +142,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -601,6 +602,18 @@ Status StateStore::Open(const std::string& path, const std::string& pipeline_nam
   s->path_ = path;
   s->read_only_ = mode.read_only;
 
+  // A writer that may create the file creates its missing folders too (a pipeline's
+  // `state: out/x.state.db` on a fresh checkout), before the lock file goes there.
+  struct stat existing;
+  if (!mode.read_only && mode.create_if_missing && stat(path.c_str(), &existing) != 0) {
+    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    std::error_code ec;
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      return Status::State("state file " + path + ": cannot create folder '" + parent.string() +
+                           "': " + ec.message());
+    }
+  }
   // The lock comes first for a writer: nobody else may change the file between our
   // inspection and our writes.
   if (!mode.read_only) ONCEFLOW_RETURN_IF_ERROR(s->lock_.Acquire(path + ".lock", path));

@@ -541,6 +541,10 @@ def resumable(ids):
 def snapshot_stop_resume_and_already_completed():
     with Tmp() as d:
         y = gen_pipeline(d)
+        # A state file in a folder that does not exist yet: the folder is created.
+        p = run(["run", y, "--max-events", "10", "-q", "--state", os.path.join(d, "new/dir/s.db")], cwd=d)
+        expect_rc(p, 0)
+        check(os.path.exists(os.path.join(d, "new/dir/s.db")), "state file in a new folder")
         p = run(["run", y, "--max-events", "5000", "-q"], cwd=d)
         expect_rc(p, 0)
         ids = checkpoint_ids(d)
