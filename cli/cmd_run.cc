@@ -168,21 +168,6 @@ nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats, const Ru
   return j;
 }
 
-std::string Unhex(const std::string& hex) {
-  std::string out;
-  auto val = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    int hi = val(hex[i]), lo = val(hex[i + 1]);
-    if (hi < 0 || lo < 0) return std::string();
-    out.push_back(static_cast<char>(hi * 16 + lo));
-  }
-  return out;
-}
-
 void Accumulate(const RunStats& s, RunStats* total) {
   if (total->nodes.empty()) {
     *total = s;
@@ -203,6 +188,9 @@ void Accumulate(const RunStats& s, RunStats* total) {
     t.duplicates_discarded += n.duplicates_discarded;
   }
 }
+
+// Every guarantee but at-most-once (which keeps no state yet) runs on checkpoints.
+bool Checkpointing(const PipelineSpec& spec) { return spec.semantics != Semantics::kAtMostOnce; }
 
 // Where a checkpointing run starts, decided from the state file and the flags.
 struct StartPoint {
@@ -271,7 +259,7 @@ Status PrepareState(const PipelineSpec& spec, const RunArgs& args, const Registr
   };
   if (args.fresh) {
     ONCEFLOW_RETURN_IF_ERROR(store->Fresh());
-    ONCEFLOW_RETURN_IF_ERROR(store->PutMeta("chaos_fired", ""));
+    ONCEFLOW_RETURN_IF_ERROR(SaveFiredFaults(store, *chaos));  // nothing fired yet
     sp->resume_from = 0;
   } else if (args.from_checkpoint == "none") {
     ONCEFLOW_RETURN_IF_ERROR(store->StartLine(0));
@@ -298,12 +286,7 @@ Status PrepareState(const PipelineSpec& spec, const RunArgs& args, const Registr
     sp->resume_from = head;
   }
   ONCEFLOW_RETURN_IF_ERROR(store->PutMeta("fingerprint", fingerprint));
-  if (chaos->enabled() && !args.fresh) {
-    std::string fired;
-    bool found = false;
-    ONCEFLOW_RETURN_IF_ERROR(store->GetMeta("chaos_fired", &fired, &found));
-    if (found && !fired.empty()) ONCEFLOW_RETURN_IF_ERROR(chaos->ImportFired(Unhex(fired)));
-  }
+  if (chaos->enabled() && !args.fresh) ONCEFLOW_RETURN_IF_ERROR(LoadFiredFaults(store, chaos));
   return Status::Ok();
 }
 
@@ -313,7 +296,7 @@ bool CheckRunFlags(const PipelineSpec& spec, const RunArgs& args, ChaosSpec* cha
     std::cerr << "onceflow: error: " << msg << "\n";
     return false;
   };
-  const bool checkpointing = spec.semantics != Semantics::kAtMostOnce;
+  const bool checkpointing = Checkpointing(spec);
   if (spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup) {
     return fail(
         "semantics 'effectively-once' in mode 'dedup' is not supported yet by this "
@@ -430,7 +413,7 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
     }
     ChaosSpec chaos_spec;
     if (!CheckRunFlags(spec, *args, &chaos_spec)) return kExitInvalid;
-    const bool checkpointing = spec.semantics != Semantics::kAtMostOnce;
+    const bool checkpointing = Checkpointing(spec);
 
     Plan plan = BuildPlan(spec);
     InstallSignalHandlers();

@@ -165,16 +165,7 @@ class FileSink : public EncodingSink {
   // An existing csv file already has its header: continue with its columns.
   Status ReadCsvHeader() {
     std::vector<std::string> header;
-    ONCEFLOW_RETURN_IF_ERROR(ReadCsvHeaderFrom(
-                                 [&](uint64_t pos, char* buf, size_t avail, size_t* n) {
-                                   ssize_t got = ::pread(fd_, buf, avail, static_cast<off_t>(pos));
-                                   if (got < 0)
-                                     return Status::IOError(FileErrorMessage("read", path_, errno));
-                                   *n = static_cast<size_t>(got);
-                                   return Status::Ok();
-                                 },
-                                 &header)
-                                 .WithContext(what_));
+    ONCEFLOW_RETURN_IF_ERROR(ReadCsvHeaderFromFd(fd_, path_, &header).WithContext(what_));
     if (!header.empty()) encoder_.SetCsvHeader(header);
     return Status::Ok();
   }

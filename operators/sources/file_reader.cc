@@ -60,28 +60,25 @@ Status FileReader::Open(const std::string& path, uint64_t offset, uint64_t count
   return Status::Ok();
 }
 
+Status ReadCsvHeaderFromFd(int fd, const std::string& path, std::vector<std::string>* header) {
+  return ReadCsvHeaderFrom(
+      [&](uint64_t pos, char* buf, size_t avail, size_t* n) {
+        ssize_t got;
+        do {
+          got = ::pread(fd, buf, avail, static_cast<off_t>(pos));
+        } while (got < 0 && errno == EINTR);
+        if (got < 0) return Status::IOError(FileErrorMessage("read", path, errno));
+        *n = static_cast<size_t>(got);
+        return Status::Ok();
+      },
+      header);
+}
+
 Status FileReader::LoadCsvHeader() {
-  StreamDecoder header_reader(Format::kCsv, 0, nullptr);
-  RecordBatch unused;
-  Emitter sink(&unused);
-  uint64_t pos = 0;
-  while (!header_reader.has_header()) {
-    size_t avail = 0;
-    char* p = header_reader.WritableSpace(kChunk, &avail);
-    ssize_t n = ::pread(fd_, p, avail, static_cast<off_t>(pos));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::IOError(FileErrorMessage("read", path_, errno));
-    }
-    header_reader.Commit(static_cast<size_t>(n));
-    pos += static_cast<uint64_t>(n);
-    size_t produced = 0;
-    ONCEFLOW_RETURN_IF_ERROR(header_reader.Decode(0, n == 0, sink, &produced));
-    if (n == 0 && !header_reader.has_header()) {
-      return Status::IOError("'" + path_ + "' has no csv header to resume with");
-    }
-  }
-  decoder_.SetHeader(header_reader.header());
+  std::vector<std::string> header;
+  ONCEFLOW_RETURN_IF_ERROR(ReadCsvHeaderFromFd(fd_, path_, &header));
+  if (header.empty()) return Status::IOError("'" + path_ + "' has no csv header to resume with");
+  decoder_.SetHeader(std::move(header));
   return Status::Ok();
 }
 
@@ -129,8 +126,7 @@ Status FileReader::Fill(bool* eof) {
   }
 }
 
-Status FileReader::Read(size_t max, bool final, Emitter& out, size_t* produced,
-                        bool* at_end) {
+Status FileReader::Read(size_t max, bool final, Emitter& out, size_t* produced, bool* at_end) {
   *produced = 0;
   *at_end = false;
   if (fd_ < 0) return Status::Runtime("FileReader::Read before Open");

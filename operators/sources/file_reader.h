@@ -52,5 +52,8 @@ class FileReader {
 
 // "cannot open 'PATH': REASON" — the message every file error uses.
 std::string FileErrorMessage(const std::string& verb, const std::string& path, int err);
+// The csv header at the start of the open file `fd` (read with pread, so the file offset
+// does not move); *header stays empty when the file ends before one.
+Status ReadCsvHeaderFromFd(int fd, const std::string& path, std::vector<std::string>* header);
 
 }  // namespace onceflow::ops

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -83,17 +84,6 @@ double MsSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-std::string Hex(std::string_view bytes) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
-
 // A sink instance that applies staged epochs: opened like a resumed sink (never empties
 // its output), outside any task. Its Write never meets a data error (rows were checked
 // when they were first written), so an error here is a real failure.
@@ -145,6 +135,37 @@ static Status OpenApplier(const PipelineSpec& spec, int node, const Registry& re
   ONCEFLOW_RETURN_IF_ERROR(a->sink->Open(a->ctx).WithContext("node '" + ns.id + "'"));
   *out = std::move(a);
   return Status::Ok();
+}
+
+namespace {
+constexpr char kFiredMetaKey[] = "chaos_fired";
+}  // namespace
+
+// Hex, because meta values are text and ExportFired is binary.
+Status SaveFiredFaults(StateStore* store, const Chaos& chaos) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : chaos.ExportFired()) {
+    hex.push_back(kDigits[c >> 4]);
+    hex.push_back(kDigits[c & 15]);
+  }
+  return store->PutMeta(kFiredMetaKey, hex);
+}
+
+Status LoadFiredFaults(StateStore* store, Chaos* chaos) {
+  std::string hex;
+  bool found = false;
+  ONCEFLOW_RETURN_IF_ERROR(store->GetMeta(kFiredMetaKey, &hex, &found));
+  std::string bytes;
+  auto nibble = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    if (!std::isxdigit(static_cast<unsigned char>(hex[i])) ||
+        !std::isxdigit(static_cast<unsigned char>(hex[i + 1]))) {
+      return Status::State("state file " + store->path() + ": meta chaos_fired is corrupt");
+    }
+    bytes.push_back(static_cast<char>(nibble(hex[i]) * 16 + nibble(hex[i + 1])));
+  }
+  return bytes.empty() ? Status::Ok() : chaos->ImportFired(bytes);
 }
 
 Status RollForward(StateStore* store, const PipelineSpec& spec, const Registry& registry) {
@@ -513,9 +534,13 @@ Status SnapshotGuarantee::GetApplier(int node, Sink** sink) {
 }
 
 void SnapshotGuarantee::PersistBeforeCrash() {
-  if (options_.chaos == nullptr) return;
   std::lock_guard<std::mutex> sl(store_mu_);
-  Status st = options_.store->PutMeta("chaos_fired", Hex(options_.chaos->ExportFired()));
+  SaveFiredLocked();
+}
+
+void SnapshotGuarantee::SaveFiredLocked() {
+  if (options_.chaos == nullptr) return;
+  Status st = SaveFiredFaults(options_.store, *options_.chaos);
   if (!st.ok()) spdlog::error("cannot record the fired faults: {}", st.message());
 }
 
@@ -561,16 +586,14 @@ Status SnapshotGuarantee::Commit(int64_t id, CheckpointKind kind, CheckpointStat
   Chaos* chaos = options_.chaos;
   if (chaos != nullptr && chaos->Passage(HazardPoint::kInCheckpointTxn)) {
     // The fired set is recorded before the transaction it interrupts begins.
-    Status ps = store->PutMeta("chaos_fired", Hex(chaos->ExportFired()));
-    if (!ps.ok()) spdlog::error("cannot record the fired faults: {}", ps.message());
+    SaveFiredLocked();
     w->SetInTransactionHook([] { CrashNow(); });
   }
   const Clock::time_point t_write = Clock::now();
   ONCEFLOW_RETURN_IF_ERROR(w->Commit(status));
   const Clock::time_point t_committed = Clock::now();
   if (chaos != nullptr && chaos->Passage(HazardPoint::kAfterCheckpointComplete)) {
-    Status ps = store->PutMeta("chaos_fired", Hex(chaos->ExportFired()));
-    if (!ps.ok()) spdlog::error("cannot record the fired faults: {}", ps.message());
+    SaveFiredLocked();
     CrashNow();
   }
   // Checkpoint `id` is complete: sinks commit it. A crash from here on is rolled forward

@@ -122,6 +122,12 @@ struct CheckpointTotals {
   int64_t last_id = 0;
 };
 
+// The places where --chaos faults fired, kept in the state file (meta "chaos_fired") so
+// a restarted process does not fire them again (SPEC §6): saved just before a
+// self-inflicted crash, loaded when a run starts.
+Status SaveFiredFaults(StateStore* store, const Chaos& chaos);
+Status LoadFiredFaults(StateStore* store, Chaos* chaos);
+
 // Applies every staged sink epoch of a complete checkpoint still in the state file (crash
 // after a checkpoint completed, before its sink applied it), idempotently; deletes staged
 // rows of checkpoints that never completed. Run before any sink opens.
@@ -164,6 +170,9 @@ class SnapshotGuarantee final : public Guarantee {
   Status Commit(int64_t id, CheckpointKind kind, CheckpointStatus status,
                 std::vector<TaskSnapshot> snaps, std::chrono::steady_clock::time_point began);
   Status GetApplier(int node, Sink** sink);
+  // Saves the fired faults before a self-inflicted crash; store_mu_ held. Logs a failure
+  // (the crash happens anyway).
+  void SaveFiredLocked();
   Status LoadRestore();
   // Appends the dead letters of `snaps` to their files (synced) and records every
   // dead-letter file's length in `w`.
