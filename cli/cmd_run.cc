@@ -23,6 +23,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/chaos/chaos.h"
 #include "runtime/exec/executor.h"
+#include "runtime/guarantees/dedup.h"
 #include "runtime/guarantees/snapshot.h"
 #include "runtime/plan/plan.h"
 #include "runtime/state/fingerprint.h"
@@ -123,7 +124,12 @@ struct RunTotals {
   int recoveries = 0;
   double recovery_ms_total = 0;
   std::vector<double> recovery_ms;
+  const DedupTotals* dedup = nullptr;  // dedup mode only
 };
+
+bool DedupMode(const PipelineSpec& spec) {
+  return spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup;
+}
 
 nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats, const RunTotals& totals) {
   nlohmann::json j;
@@ -165,6 +171,16 @@ nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats, const Ru
       {"count", totals.recoveries},
       {"mean_ms", totals.recoveries > 0 ? totals.recovery_ms_total / totals.recoveries : 0.0},
       {"ms", totals.recovery_ms}};
+  if (totals.dedup != nullptr) {
+    const DedupTotals& d = *totals.dedup;
+    j["dedup"] = {{"commits", d.commits},
+                  {"commit_bytes", d.commit_bytes},
+                  {"compactions", d.compactions},
+                  {"log_rows_max", d.log_rows_max},
+                  {"log_bytes_max", d.log_bytes_max},
+                  {"log_rows_end", d.log_rows_end},
+                  {"log_bytes_end", d.log_bytes_end}};
+  }
   return j;
 }
 
@@ -221,7 +237,9 @@ Status PrepareState(const PipelineSpec& spec, const RunArgs& args, const Registr
   std::vector<CheckpointInfo> list;
   ONCEFLOW_RETURN_IF_ERROR(store->List(&list));
   const std::string fingerprint = Fingerprint(spec);
-  if (!args.fresh && !list.empty()) {
+  std::vector<DedupChannel> dedup_channels;
+  ONCEFLOW_RETURN_IF_ERROR(store->DedupChannels(&dedup_channels));
+  if (!args.fresh && (!list.empty() || !dedup_channels.empty())) {
     std::string stored;
     bool found = false;
     ONCEFLOW_RETURN_IF_ERROR(store->GetMeta("fingerprint", &stored, &found));
@@ -245,7 +263,7 @@ Status PrepareState(const PipelineSpec& spec, const RunArgs& args, const Registr
   }
   // A crash after a checkpoint completed and before its sinks applied it: apply now,
   // before any sink is opened or emptied.
-  ONCEFLOW_RETURN_IF_ERROR(RollForward(store, spec, registry));
+  ONCEFLOW_RETURN_IF_ERROR(RollForward(store, spec, registry, DedupMode(spec)));
 
   auto find = [&](int64_t id) -> const CheckpointInfo* {
     for (const auto& c : list) {
@@ -297,10 +315,9 @@ bool CheckRunFlags(const PipelineSpec& spec, const RunArgs& args, ChaosSpec* cha
     return false;
   };
   const bool checkpointing = Checkpointing(spec);
-  if (spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup) {
-    return fail(
-        "semantics 'effectively-once' in mode 'dedup' is not supported yet by this "
-        "version; use --mode snapshot");
+  if (DedupMode(spec) && !args.from_checkpoint.empty() && args.from_checkpoint != "latest") {
+    return fail("--from-checkpoint: dedup mode commits per task and keeps no checkpoints to "
+                "replay from (use --fresh to start over)");
   }
   if (!checkpointing) {
     for (auto [flag, given] :
@@ -450,6 +467,38 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
       spdlog::info("{}: resuming from checkpoint {}", spec.name, sp.resume_from);
     }
     if (chaos.enabled()) spdlog::info("fault injection: {}", chaos_spec.ToString());
+
+    if (DedupMode(spec)) {
+      // Failures are recovered inside the failing task (DedupGuarantee): one attempt.
+      std::vector<DedupChannel> committed;
+      std::vector<SinkCommit> sinks;
+      st = store->DedupChannels(&committed);
+      if (st.ok()) st = store->DedupSinks(&sinks);
+      if (!st.ok()) {
+        spdlog::error("{}", st.message());
+        return ExitCodeFor(st);
+      }
+      if (!committed.empty()) spdlog::info("{}: resuming from each task's last commit", spec.name);
+      DedupOptions dopt;
+      dopt.store = store.get();
+      dopt.registry = &registry;
+      dopt.chaos = &chaos;
+      dopt.max_recoveries = spec.max_recoveries;
+      DedupGuarantee guarantee(dopt);
+      ro.guarantee = &guarantee;
+      ro.chaos = &chaos;
+      ro.fresh_start = committed.empty() && sinks.empty();
+      st = RunOnce(spec, plan, registry, ro, &stats, [&guarantee] {
+        return "  recoveries " + std::to_string(guarantee.totals().recoveries);
+      });
+      const DedupTotals& d = guarantee.totals();
+      totals.recoveries = d.recoveries;
+      totals.recovery_ms = d.recovery_ms;
+      for (double ms : d.recovery_ms) totals.recovery_ms_total += ms;
+      totals.journaled_bytes = guarantee.journaled_bytes();
+      totals.dedup = &d;
+      return Report(spec, *args, st, stats, totals);
+    }
 
     // Attempts: a transient failure ends one (every task stops), and the next restores
     // every task from the latest complete checkpoint. --max-events and --duration count

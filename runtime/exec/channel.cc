@@ -26,6 +26,10 @@ bool Channel::Push(Envelope* env) {
     slot.id = env->id;
     slot.ts = env->ts;
     slot.exhausted = env->exhausted;
+    slot.seq_start = env->seq_start;
+    slot.seq_end = env->seq_end;
+    slot.pos_offset = env->pos_offset;
+    std::swap(slot.pos_name, env->pos_name);
     ++count_;
     size_.store(count_, std::memory_order_relaxed);
   }
@@ -58,6 +62,10 @@ bool Channel::TryPop(Envelope* env) {
     env->id = slot.id;
     env->ts = slot.ts;
     env->exhausted = slot.exhausted;
+    env->seq_start = slot.seq_start;
+    env->seq_end = slot.seq_end;
+    env->pos_offset = slot.pos_offset;
+    std::swap(env->pos_name, slot.pos_name);
     head_ = (head_ + 1) % capacity_;
     --count_;
     size_.store(count_, std::memory_order_relaxed);

@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "runtime/core/record.h"
@@ -50,6 +51,14 @@ struct Envelope {
   // consumer runs its operators' Finish() only when every input ended exhausted: `emit:
   // final` values must not be emitted for a stopped run (SPEC §2).
   bool exhausted = false;
+  // Sequenced channels (dedup mode): the envelope covers positions (seq_start, seq_end] —
+  // one sequence number of an operator's output, or a range of record counts of a source
+  // (with pos_name/pos_offset, the source position at seq_end). An exhausted kEnd is
+  // sequenced too; a kEnd that is not exhausted (a stopped run) is not.
+  int64_t seq_start = 0;
+  int64_t seq_end = 0;
+  int64_t pos_offset = 0;
+  std::string pos_name;
 };
 
 // One per consumer task: the place where it sleeps while all its channels are empty.

@@ -41,6 +41,7 @@
 //   * Statistics are relaxed atomics bumped once per batch; Progress() may read them from
 //     any thread.
 #include "runtime/exec/executor.h"
+#include "runtime/exec/executor_impl.h"
 
 #include <algorithm>
 #include <chrono>
@@ -59,151 +60,6 @@
 #include "spdlog/spdlog.h"
 
 namespace onceflow {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// Sinks flush buffered output to the OS at least this often while data flows, and
-// whenever their task runs out of input.
-constexpr auto kSinkFlushInterval = std::chrono::milliseconds(200);
-// How often Run()'s thread checks for a signal or the end of --duration.
-constexpr auto kWatchInterval = std::chrono::milliseconds(20);
-// Back-off bounds for a source that returns no records (follow, rate limit).
-constexpr int64_t kIdleMinMs = 1;
-constexpr int64_t kIdleMaxMs = 20;
-
-enum StopReason : int { kNoStop = 0, kStopSignal, kStopMaxEvents, kStopDuration };
-
-// One node instance inside a task.
-struct Member {
-  int node = 0;
-  NodeKind kind = NodeKind::kOperator;
-  std::unique_ptr<Source> source;
-  std::unique_ptr<Operator> op;
-  std::unique_ptr<Sink> sink;
-  KeyedState state;
-  std::unique_ptr<NodeErrorHandler> errors;
-  NodeMetrics* metrics = nullptr;
-  NodeContext ctx;
-  RecordBatch out;  // reused output batch (clear() keeps its capacity)
-  bool opened = false;
-  double fail_p = 0;  // --chaos fail= probability of this operator (0: never checked)
-};
-
-struct InChannel {
-  Channel* channel = nullptr;
-  int port = 0;
-  bool ended = false;
-};
-
-// One out-edge of a chain's tail, seen from one tail instance.
-struct OutRoute {
-  std::unique_ptr<Partitioner> partitioner;
-  std::vector<Channel*> destinations;  // indexed like the partitioner's destinations
-  std::vector<RecordBatch> staging;
-};
-
-struct Task {
-  int index = 0;  // in Executor::Impl::tasks
-  int chain = 0;
-  int instance = 0;
-  std::vector<std::unique_ptr<Member>> members;  // chain order; [0] is the head
-  std::vector<InChannel> inputs;                 // empty for a source head
-  std::vector<OutRoute> outs;
-  Notifier notifier;
-  Envelope scratch;         // reused envelope for pushes
-  int current = 0;          // member being called, to name it in unexpected errors
-  bool sink_dirty = false;  // the tail sink has unflushed writes
-  Clock::time_point last_flush;
-  bool exhausted = false;  // source heads: Read() reported the end
-  uint64_t injected = 0;   // source heads: the newest barrier injected
-  std::thread thread;
-};
-
-bool StartsWithNode(const std::string& msg, const std::string& id) {
-  const std::string prefix = "node '" + id + "'";
-  return msg.compare(0, prefix.size(), prefix) == 0;
-}
-
-}  // namespace
-
-struct Executor::Impl {
-  Impl(const PipelineSpec& s, const Plan& p, const Registry& r, RunOptions o)
-      : spec(s), plan(p), registry(r), opt(o) {}
-
-  const PipelineSpec& spec;
-  const Plan& plan;
-  const Registry& registry;
-  RunOptions opt;
-  AtMostOnce default_guarantee;
-  Guarantee* guarantee = nullptr;
-
-  // ---- built by Setup(), immutable while tasks run ----
-  std::vector<std::unique_ptr<ErrorSink>> error_sinks;               // per node
-  std::vector<std::vector<std::unique_ptr<NodeMetrics>>> metrics;    // node, instance
-  std::vector<std::vector<std::unique_ptr<Channel>>> edge_channels;  // per edge
-  std::vector<std::unique_ptr<Task>> tasks;
-  std::atomic<bool> ready{false};  // Setup() done: Progress() may look at channels
-
-  // ---- run control ----
-  Clock::time_point start_time;      // written once by Run(), then `timing` is set
-  double open_s = 0;                 // Run thread only
-  std::atomic<bool> started{false};  // Run() entered (guards against a second call)
-  std::atomic<bool> timing{false};   // start_time valid: Progress() may read it
-  std::atomic<bool> stop_requested{false};
-  std::atomic<int> stop_reason{kNoStop};
-  std::atomic<int> stop_signal_number{0};
-  std::atomic<bool> cancelled{false};
-  std::atomic<uint64_t> source_events{0};
-  std::atomic<uint64_t> events_claimed{0};  // max_events budget handed out to sources
-
-  std::mutex mu;               // guards the fields below
-  std::condition_variable cv;  // gate changes, task exits
-  Status first_error;
-  int opened_tasks = 0;
-  struct OpenError {
-    int node = -1;
-    Status status;
-  };
-  std::vector<OpenError> open_errors;  // per task, for a deterministic report
-  enum class Gate { kWait, kGo, kAbort } gate = Gate::kWait;
-  int running = 0;
-
-  Channel* ChannelFor(int edge, int up_instance, int down_instance) {
-    const PlanEdge& e = plan.edges[edge];
-    if (e.partition == PartitionKind::kForward) return edge_channels[edge][up_instance].get();
-    return edge_channels[edge][up_instance * plan.nodes[e.to].parallelism + down_instance].get();
-  }
-
-  const std::string& NodeId(int node) const { return spec.nodes[node].id; }
-
-  Status Named(int node, const Status& st) const {
-    if (st.ok() || StartsWithNode(st.message(), NodeId(node))) return st;
-    return st.WithContext("node '" + NodeId(node) + "'");
-  }
-
-  void Setup();
-  void TaskMain(Task* t);
-  Status OpenMembers(Task& t);
-  Status RunTask(Task& t);
-  Status RunSource(Task& t);
-  Status RunConsumer(Task& t);
-  Status EndTask(Task& t, bool exhausted);
-  Status ProcessFrom(Task& t, size_t first, int port, RecordBatch& batch);
-  Status RouteOut(Task& t, RecordBatch& batch);
-  Status MaybeFlushSink(Task& t, bool force);
-  Status InjectBarrier(Task& t, uint64_t id);
-  Status Snapshot(Task& t, uint64_t id, int64_t alignment_ns);
-  Status ForwardBarrier(Task& t, uint64_t id);
-  Status InjectFailures(Member& m, const RecordBatch& batch);
-  void Passage(HazardPoint point);
-  [[noreturn]] void Crash();
-  bool chaos_on() const { return opt.chaos != nullptr && opt.chaos->enabled(); }
-  size_t ClaimEvents(size_t want);
-  void RequestStop(int reason, int signal);
-  void Fail(int node, int instance, const Status& st);
-  void CancelAll();
-};
 
 // ---------------------------------------------------------------------------------------
 // Setup
@@ -310,6 +166,7 @@ void Executor::Impl::Setup() {
       t.outs.push_back(std::move(r));
     }
   }
+  if (guarantee->sequenced()) SeqSetup();
   ready.store(true, std::memory_order_release);
 }
 
@@ -406,8 +263,63 @@ void Executor::Impl::TaskMain(Task* t) {
     if (!st.ok() && st.code() != Status::Code::kCancelled) Fail(current_node(), t->instance, st);
   }
 
-  // Close what was opened, on this thread. After a failure Close errors are noise.
-  for (auto& m : t->members) {
+  CloseMembers(*t, /*report=*/true);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    --running;
+  }
+  cv.notify_all();
+}
+
+Status Executor::Impl::OpenMembers(Task& t) {
+  for (size_t k = 0; k < t.members.size(); ++k) ONCEFLOW_RETURN_IF_ERROR(OpenMember(t, k));
+  t.last_flush = Clock::now();
+  if (guarantee->sequenced()) return SeqOpen(t);
+  return Status::Ok();
+}
+
+Status Executor::Impl::OpenMember(Task& t, size_t k) {
+  Member& m = *t.members[k];
+  t.current = static_cast<int>(k);
+  const NodeSpec& ns = spec.nodes[m.node];
+  const NodeTypeDef* def = registry.Find(ns.kind, ns.type);
+  if (def == nullptr) {
+    return Status::Invalid("unknown " + std::string(NodeKindName(ns.kind)) + " type '" + ns.type +
+                           "'");
+  }
+  ONCEFLOW_RETURN_IF_ERROR(guarantee->BeforeOpen(m.node, t.instance, &m.ctx, &m.state));
+  Status st;
+  switch (ns.kind) {
+    case NodeKind::kSource:
+      if (def->make_source) m.source = def->make_source(ns);
+      if (!m.source) return Status::Runtime("type '" + ns.type + "' made no source");
+      st = m.source->Open(m.ctx);
+      if (st.ok()) {
+        m.opened = true;
+        st = guarantee->AfterOpen(m.node, t.instance, m.source.get());
+      }
+      break;
+    case NodeKind::kOperator:
+      if (def->make_operator) m.op = def->make_operator(ns);
+      if (!m.op) return Status::Runtime("type '" + ns.type + "' made no operator");
+      st = m.op->Open(m.ctx);
+      break;
+    case NodeKind::kSink:
+      if (def->make_sink) m.sink = def->make_sink(ns);
+      if (!m.sink) return Status::Runtime("type '" + ns.type + "' made no sink");
+      st = m.sink->Open(m.ctx);
+      break;
+  }
+  if (!st.ok()) return st;
+  m.opened = true;
+  return Status::Ok();
+}
+
+// Closes what was opened and destroys the node objects, on the task's own thread (a
+// plugin or a Lua state may care). Keyed state stays: the guarantee may persist it after
+// the run. `report`: a Close error fails the run (after a failure, Close errors are noise).
+void Executor::Impl::CloseMembers(Task& t, bool report) {
+  for (auto& m : t.members) {
     if (!m->opened) continue;
     Status cs;
     try {
@@ -418,64 +330,19 @@ void Executor::Impl::TaskMain(Task* t) {
       cs = Status::Runtime("unexpected exception in Close");
     }
     m->opened = false;
-    if (!cs.ok() && !cancelled.load()) Fail(m->node, t->instance, cs);
+    if (report && !cs.ok() && !cancelled.load()) Fail(m->node, t.instance, cs);
   }
-  // Destroy the node objects on their own thread too (a plugin or a Lua state may care).
-  // Keyed state stays: the guarantee may persist it after the run.
-  for (auto& m : t->members) {
+  for (auto& m : t.members) {
     m->source.reset();
     m->op.reset();
     m->sink.reset();
   }
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    --running;
-  }
-  cv.notify_all();
-}
-
-Status Executor::Impl::OpenMembers(Task& t) {
-  for (size_t k = 0; k < t.members.size(); ++k) {
-    Member& m = *t.members[k];
-    t.current = static_cast<int>(k);
-    const NodeSpec& ns = spec.nodes[m.node];
-    const NodeTypeDef* def = registry.Find(ns.kind, ns.type);
-    if (def == nullptr) {
-      return Status::Invalid("unknown " + std::string(NodeKindName(ns.kind)) + " type '" + ns.type +
-                             "'");
-    }
-    ONCEFLOW_RETURN_IF_ERROR(guarantee->BeforeOpen(m.node, t.instance, &m.ctx, &m.state));
-    Status st;
-    switch (ns.kind) {
-      case NodeKind::kSource:
-        if (def->make_source) m.source = def->make_source(ns);
-        if (!m.source) return Status::Runtime("type '" + ns.type + "' made no source");
-        st = m.source->Open(m.ctx);
-        if (st.ok()) {
-          m.opened = true;
-          st = guarantee->AfterOpen(m.node, t.instance, m.source.get());
-        }
-        break;
-      case NodeKind::kOperator:
-        if (def->make_operator) m.op = def->make_operator(ns);
-        if (!m.op) return Status::Runtime("type '" + ns.type + "' made no operator");
-        st = m.op->Open(m.ctx);
-        break;
-      case NodeKind::kSink:
-        if (def->make_sink) m.sink = def->make_sink(ns);
-        if (!m.sink) return Status::Runtime("type '" + ns.type + "' made no sink");
-        st = m.sink->Open(m.ctx);
-        break;
-    }
-    if (!st.ok()) return st;
-    m.opened = true;
-  }
-  t.last_flush = Clock::now();
-  return Status::Ok();
 }
 
 Status Executor::Impl::RunTask(Task& t) {
-  return t.members[0]->kind == NodeKind::kSource ? RunSource(t) : RunConsumer(t);
+  const bool source = t.members[0]->kind == NodeKind::kSource;
+  if (guarantee->sequenced()) return source ? SeqRunSource(t) : SeqRunConsumer(t);
+  return source ? RunSource(t) : RunConsumer(t);
 }
 
 Status Executor::Impl::RunSource(Task& t) {
@@ -702,11 +569,15 @@ Status Executor::Impl::RouteOut(Task& t, RecordBatch& batch) {
   Member& tail = *t.members.back();
   t.current = static_cast<int>(t.members.size() - 1);
   const size_t routes = t.outs.size();
+  const bool sequenced = guarantee->sequenced();
   for (size_t r = 0; r < routes; ++r) {
     OutRoute& out = t.outs[r];
     // Copy for every out-edge but the last, which may take the records.
     ONCEFLOW_RETURN_IF_ERROR(
         out.partitioner->Route(batch, r + 1 == routes, out.staging, tail.errors.get()));
+    // Sequenced channels: the staged records wait for the task's next commit (an
+    // operator task) or are stamped with source positions (a source chain).
+    if (sequenced) continue;
     for (size_t d = 0; d < out.staging.size(); ++d) {
       if (out.staging[d].empty()) continue;
       t.scratch.kind = Envelope::Kind::kBatch;
@@ -717,6 +588,7 @@ Status Executor::Impl::RouteOut(Task& t, RecordBatch& batch) {
       if (!pushed) return Status::Cancelled("cancelled");
     }
   }
+  if (sequenced && t.inputs.empty()) return SeqRouteSource(t, batch);
   return Status::Ok();
 }
 

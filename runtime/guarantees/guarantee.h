@@ -24,9 +24,20 @@
 //   PersistBeforeCrash any thread, just before a --chaos crash kills the process.
 //
 // Barriers travel as Envelope::Kind::kBarrier; the executor aligns them with a
-// BarrierAligner in the mode alignment() names. Dedup (sequence numbers per channel) will
-// grow this interface again; what must not happen is mode checks scattered through the
-// executor or the operators.
+// BarrierAligner in the mode alignment() names.
+//
+// Sequenced channels (dedup mode, sequenced() true): every channel carries sequence
+// numbers, and each task commits {consumed positions, state changes, outputs} through
+// Commit; the executor sends outputs only after their commit and recovers a failed task
+// alone (runtime/exec/sequenced.cc describes the protocol):
+//
+//   CommittedChannel  any task thread, at open: what the state file holds for a channel.
+//   Outbox            a producer task thread, at open: its committed, unsent outputs.
+//   Commit            a task thread: one task's commit (one transaction).
+//   AfterApply        a task thread: a sink applied the rows staged under `epoch`.
+//   OnLocalRecovery   a task thread: it restarted alone after a transient failure.
+//
+// What must not happen is mode checks scattered through the executor or the operators.
 //
 // Threading: BeforeSourceBatch may be called concurrently from several source threads
 // and OnTaskFailure concurrently from several failing threads; implementations must be
@@ -37,7 +48,9 @@
 #include <string>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "runtime/core/node.h"
@@ -46,6 +59,7 @@
 #include "runtime/plan/plan.h"
 #include "runtime/spec/pipeline_spec.h"
 #include "runtime/state/keyed_state.h"
+#include "runtime/state/store.h"
 
 namespace onceflow {
 
@@ -129,6 +143,29 @@ class Guarantee {
   // A non-Ok status fails the task (e.g. the checkpoint cannot be stored).
   virtual Status OnSnapshot(uint64_t checkpoint, TaskSnapshot&& snapshot) { return Status::Ok(); }
   virtual void PersistBeforeCrash() {}
+
+  // ---- sequenced channels (dedup mode; defaults: none) ----
+  virtual bool sequenced() const { return false; }
+  virtual DedupChannel CommittedChannel(const std::string& name) const {
+    DedupChannel c;
+    c.channel = name;
+    return c;
+  }
+  virtual Status Outbox(const std::string& name,
+                        const std::function<Status(int64_t seq, std::string_view data)>& fn) {
+    return Status::Ok();
+  }
+  // *epoch: the epoch the staged sink rows were stored under (0: none).
+  virtual Status Commit(const DedupCommitData& data, int64_t* epoch) { return Status::Ok(); }
+  virtual Status AfterApply(int64_t epoch, const std::string& node) { return Status::Ok(); }
+  virtual const std::string& lineage() const {
+    static const std::string kNone;
+    return kNone;
+  }
+  // Before a task recovers alone from `error`; false: the run must give up instead
+  // (recovery.max_recoveries). RecoveredLocally: how long the recovery took.
+  virtual bool OnLocalRecovery(int node, const Status& error) { return false; }
+  virtual void RecoveredLocally(double ms) {}
 };
 
 }  // namespace onceflow

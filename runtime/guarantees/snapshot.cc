@@ -168,7 +168,8 @@ Status LoadFiredFaults(StateStore* store, Chaos* chaos) {
   return bytes.empty() ? Status::Ok() : chaos->ImportFired(bytes);
 }
 
-Status RollForward(StateStore* store, const PipelineSpec& spec, const Registry& registry) {
+Status RollForward(StateStore* store, const PipelineSpec& spec, const Registry& registry,
+                   bool every_epoch) {
   std::vector<std::pair<int64_t, std::string>> staged;
   ONCEFLOW_RETURN_IF_ERROR(store->StagedEpochs(&staged));
   if (staged.empty()) return Status::Ok();
@@ -179,7 +180,8 @@ Status RollForward(StateStore* store, const PipelineSpec& spec, const Registry& 
   std::map<int, std::unique_ptr<Applier>> appliers;
   for (const auto& [epoch, node] : staged) {
     const int idx = spec.NodeIndex(node);
-    const bool on_line = std::binary_search(line.begin(), line.end(), epoch);
+    // Dedup mode stages rows only inside committed transactions: every epoch counts.
+    const bool on_line = every_epoch || std::binary_search(line.begin(), line.end(), epoch);
     if (on_line && idx >= 0) {
       auto& a = appliers[idx];
       if (!a) ONCEFLOW_RETURN_IF_ERROR(OpenApplier(spec, idx, registry, &a));

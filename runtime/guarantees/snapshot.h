@@ -131,7 +131,10 @@ Status LoadFiredFaults(StateStore* store, Chaos* chaos);
 // Applies every staged sink epoch of a complete checkpoint still in the state file (crash
 // after a checkpoint completed, before its sink applied it), idempotently; deletes staged
 // rows of checkpoints that never completed. Run before any sink opens.
-Status RollForward(StateStore* store, const PipelineSpec& spec, const Registry& registry);
+// every_epoch: apply every staged epoch, not only those of checkpoints on the current
+// line (dedup mode, whose epochs are not checkpoints).
+Status RollForward(StateStore* store, const PipelineSpec& spec, const Registry& registry,
+                   bool every_epoch = false);
 
 class SnapshotGuarantee final : public Guarantee {
  public:

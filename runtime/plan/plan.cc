@@ -112,6 +112,28 @@ Plan BuildPlan(const PipelineSpec& spec) {
     }
   }
 
+  // Dedup mode: a source chain must be re-readable from its input alone (sources keep no
+  // outbox; runtime/exec/sequenced.cc), so it holds no state and no sink: a keyed
+  // operator or a sink after a source starts a chain of its own.
+  if (spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup) {
+    std::vector<bool> in_source_chain(n, false);
+    for (int v : plan.topo_order) {
+      const PlanNode& pn = plan.nodes[v];
+      if (spec.nodes[v].kind == NodeKind::kSource) {
+        in_source_chain[v] = true;
+      } else if (pn.in_edges.size() == 1 && plan.edges[pn.in_edges[0]].chained) {
+        PlanEdge& e = plan.edges[pn.in_edges[0]];
+        if (in_source_chain[e.from] &&
+            (spec.nodes[v].kind == NodeKind::kSink || !spec.nodes[v].key.empty())) {
+          e.chained = false;
+          e.channels = plan.nodes[e.from].parallelism;
+        } else {
+          in_source_chain[v] = in_source_chain[e.from];
+        }
+      }
+    }
+  }
+
   // Chains. A chained edge is its upstream's only out-edge and its downstream's only
   // in-edge, so chained edges form disjoint paths; a chain starts at every node without a
   // chained in-edge. Walking heads in topological order gives chains in topological order

@@ -3,7 +3,7 @@
 //
 // FILE
 //   An SQLite 3 database, PRAGMA application_id = 0x4F4E4346 ("ONCF"), PRAGMA user_version
-//   = schema version (2; 1 is migrated, see MIGRATIONS). Created with mode 0600 by this
+//   = schema version (3; 1 and 2 are migrated, see MIGRATIONS). Created with mode 0600 by this
 //   code (open(O_CREAT|O_EXCL, 0600), umask-independent) before SQLite opens it. Journal
 //   mode WAL. A file that does not start with "SQLite format 3\0", whose header promises
 //   more pages than the file holds, whose application_id is not ours, or whose
@@ -14,7 +14,7 @@
 //   accepted without the header is an empty
 //   one (0 bytes): what a crash right after creating the file leaves; it is initialised.
 //
-// TABLES (schema version 2)
+// TABLES (schema version 3)
 //   meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) — one row per setting:
 //     format        "onceflow-state": the application marker (besides application_id).
 //     pipeline      the pipeline name this file belongs to (one file, one pipeline).
@@ -66,6 +66,32 @@
 //     (offset 0: a csv stream's header); a journal no checkpoint refers to is kept whole.
 //     A rowid table on purpose: chunks are large blobs, which WITHOUT ROWID tables store
 //     poorly; the primary key's index serves every query.
+//   dedup_channels(channel TEXT PRIMARY KEY, produced, consumed, ended, pos_name,
+//                  pos_offset) WITHOUT ROWID                                   (since v3)
+//     Dedup mode: one row per channel, named "<from>#<instance>><to>#<instance>". Its
+//     producer writes `produced` (the last sequence number it committed on the channel);
+//     its consumer writes `consumed` (the last sequence it committed as applied), `ended`
+//     (it applied the channel's end) and, for a channel fed by a source, pos_name and
+//     pos_offset: with `consumed` (then a record count) the source position to re-read
+//     from. The same channel names must come back on resume: a change of parallelism
+//     changes them and is refused.
+//   dedup_outbox(channel, seq, data BLOB, PRIMARY KEY(channel, seq))           (since v3)
+//     Outputs an operator task committed and may still have to send again: one row per
+//     (channel, sequence), data = the encoded envelope (runtime/guarantees/dedup.cc). A
+//     producer deletes the rows its consumer's commit covers (`consumed`), so the table
+//     holds what is in flight. Sources have no outbox: they re-read their input.
+//   dedup_changes(id INTEGER PRIMARY KEY, node, data BLOB)                     (since v3)
+//     The changelog of keyed state: one row per commit and node, data = the changed keys
+//     and values (tombstones for erased keys) in commit order. Folded into dedup_state by
+//     DedupCompact (one transaction), in id order.
+//   dedup_state(node, key, value, PRIMARY KEY(node, key)) WITHOUT ROWID        (since v3)
+//     Compacted keyed state of dedup mode: the state of a node is dedup_state overlaid with
+//     its dedup_changes rows in id order.
+//   dedup_sinks(node, instance, path, length, PRIMARY KEY(node, instance))     (since v3)
+//     The committed length of each `file` sink instance's output in dedup mode.
+//   Staged rows of `sqlite` sinks in dedup mode use sink_staging, keyed by an epoch id
+//   drawn from last_id like checkpoint ids (never reused), applied after the commit and
+//   rolled forward on the next start if a crash came between.
 //
 // MIGRATIONS
 //   A writable Open of a file with an older user_version migrates it in one transaction
@@ -77,6 +103,7 @@
 //   the raw header, so it does not migrate twice. A read-only Open does not migrate: it
 //   reads an older file as it is (a v1 file has no journals: they read as empty).
 //   1 -> 2  creates `journal` (empty). No other table changes.
+//   2 -> 3  creates the dedup_* tables (empty). No other table changes.
 //   A file whose version is newer than this build is refused untouched (see FILE).
 //
 // WRITES AND CRASHES
@@ -147,6 +174,7 @@
 #include <set>
 
 #include "runtime/core/key.h"
+#include "runtime/state/sqlite_stmt.h"
 
 namespace onceflow {
 namespace {
@@ -184,68 +212,6 @@ std::string NewLineageId() {
   return s;
 }
 
-// A prepared statement with bound values only; finalised on scope exit.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    rc_ = sqlite3_prepare_v2(db, sql, -1, &st_, nullptr);
-  }
-  ~Stmt() { sqlite3_finalize(st_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  bool ok() const { return rc_ == SQLITE_OK || rc_ == SQLITE_ROW || rc_ == SQLITE_DONE; }
-  std::string error() const { return sqlite3_errmsg(db_); }
-  Stmt& Bind(int i, int64_t v) {
-    if (st_) sqlite3_bind_int64(st_, i, v);
-    return *this;
-  }
-  Stmt& Bind(int i, std::string_view text) {
-    if (st_)
-      sqlite3_bind_text(st_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& BindBlob(int i, std::string_view b) {
-    // A zero-length blob must stay a blob, not NULL (NULL is a tombstone).
-    if (st_)
-      sqlite3_bind_blob(st_, i, b.empty() ? "" : b.data(), static_cast<int>(b.size()),
-                        SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& BindNull(int i) {
-    if (st_) sqlite3_bind_null(st_, i);
-    return *this;
-  }
-  // Returns SQLITE_ROW, SQLITE_DONE or an error code.
-  int Step() {
-    if (!st_) return rc_;
-    rc_ = sqlite3_step(st_);
-    return rc_;
-  }
-  void Reset() {
-    sqlite3_reset(st_);
-    sqlite3_clear_bindings(st_);
-    rc_ = SQLITE_OK;
-  }
-  int64_t Int(int c) const { return sqlite3_column_int64(st_, c); }
-  bool IsNull(int c) const { return sqlite3_column_type(st_, c) == SQLITE_NULL; }
-  std::string_view Blob(int c) const {
-    const void* p = sqlite3_column_blob(st_, c);
-    int n = sqlite3_column_bytes(st_, c);
-    return p ? std::string_view(static_cast<const char*>(p), static_cast<size_t>(n))
-             : std::string_view();
-  }
-  std::string Text(int c) const {
-    const unsigned char* p = sqlite3_column_text(st_, c);
-    int n = sqlite3_column_bytes(st_, c);
-    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n)) : "";
-  }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* st_ = nullptr;
-  int rc_ = SQLITE_OK;
-};
-
 const char* const kSchemaV1[] = {
     "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT NOT NULL)",
     "CREATE TABLE checkpoints(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,"
@@ -274,6 +240,20 @@ const char* const kSchemaV2[] = {
     " offset INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(node, instance, offset))",
 };
 
+// Version 2 -> 3: dedup mode (effectively-once per hop). See TABLES.
+const char* const kSchemaV3[] = {
+    "CREATE TABLE dedup_channels(channel TEXT PRIMARY KEY, produced INTEGER NOT NULL DEFAULT 0,"
+    " consumed INTEGER NOT NULL DEFAULT 0, ended INTEGER NOT NULL DEFAULT 0,"
+    " pos_name TEXT NOT NULL DEFAULT '', pos_offset INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+    "CREATE TABLE dedup_outbox(channel TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,"
+    " PRIMARY KEY(channel, seq))",
+    "CREATE TABLE dedup_changes(id INTEGER PRIMARY KEY, node TEXT NOT NULL, data BLOB NOT NULL)",
+    "CREATE TABLE dedup_state(node TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
+    " PRIMARY KEY(node, key)) WITHOUT ROWID",
+    "CREATE TABLE dedup_sinks(node TEXT NOT NULL, instance INTEGER NOT NULL, path TEXT NOT NULL,"
+    " length INTEGER NOT NULL, PRIMARY KEY(node, instance))",
+};
+
 Status SqlError(const std::string& path, const std::string& what, sqlite3* db) {
   return Status::State("state file " + path + ": " + what + ": " +
                        (db ? sqlite3_errmsg(db) : "cannot allocate"));
@@ -298,6 +278,9 @@ Status Migrate(sqlite3* db, const std::string& path, int from) {
       [[fallthrough]];
     case 1:
       for (const char* sql : kSchemaV2) ONCEFLOW_RETURN_IF_ERROR(ExecOn(db, path, sql));
+      [[fallthrough]];
+    case 2:
+      for (const char* sql : kSchemaV3) ONCEFLOW_RETURN_IF_ERROR(ExecOn(db, path, sql));
       [[fallthrough]];
     default:
       break;
@@ -1386,6 +1369,12 @@ Status StateStore::Fresh() {
     };
     for (const char* sql : kDeletes) ONCEFLOW_RETURN_IF_ERROR(Exec(sql));
     if (schema_version_ >= 2) ONCEFLOW_RETURN_IF_ERROR(Exec("DELETE FROM journal"));
+    if (schema_version_ >= 3) {
+      for (const char* t : {"dedup_channels", "dedup_outbox", "dedup_changes", "dedup_state",
+                            "dedup_sinks"}) {
+        ONCEFLOW_RETURN_IF_ERROR(Exec(("DELETE FROM " + std::string(t)).c_str()));
+      }
+    }
     // last_id stays: ids are never reused.
     ONCEFLOW_RETURN_IF_ERROR(SetMetaOn(db_, path_, "lineage", lineage));
     ONCEFLOW_RETURN_IF_ERROR(SetMetaOn(db_, path_, "head", "0"));

@@ -112,6 +112,45 @@ struct OpenMode {
 
 class StateStore;
 
+// ---- dedup mode (effectively-once per hop): see the dedup_* tables in store.cc ----
+struct DedupChannel {
+  std::string channel;    // "<from>#<instance>><to>#<instance>"
+  int64_t produced = 0;   // producer: last sequence committed on the channel
+  int64_t consumed = 0;   // consumer: last sequence (or source record count) applied
+  bool ended = false;     // consumer: applied the channel's end
+  std::string pos_name;   // consumer of a source channel: where `consumed` is in the input
+  int64_t pos_offset = 0;
+};
+
+// What one task commits at once in dedup mode (StateStore::DedupCommit): its consumed
+// positions, its state changes, its outputs, its sinks' progress.
+struct DedupCommitData {
+  std::vector<DedupChannel> consumed;                    // sets consumed/ended/pos_*
+  std::vector<std::pair<std::string, int64_t>> produced;  // sets produced
+  struct Output {
+    std::string channel;
+    int64_t seq = 0;
+    std::string data;
+  };
+  std::vector<Output> outbox;
+  std::vector<std::pair<std::string, int64_t>> trim;  // delete outbox rows with seq <= n
+  std::vector<std::pair<std::string, std::string>> changes;  // node, changelog blob
+  std::vector<SinkCommit> sinks;                              // `file` sink lengths
+  struct Staged {
+    std::string node;
+    std::vector<std::string> rows;
+  };
+  std::vector<Staged> staged;  // `sqlite` sink rows, staged under a new epoch id
+  // Fault injection (crash-at=in-dedup-commit): inside the transaction, before COMMIT.
+  std::function<void()> in_txn_hook;
+};
+
+// Changelog blobs: a sequence of (u32 key length, key, u8 has_value, [u32 value length,
+// EncodeStateValue bytes]). Decode returns false on bad bytes.
+void AppendChange(std::string_view key, const StateValue* value, std::string* blob);
+bool ForEachChange(std::string_view blob,
+                   const std::function<void(std::string_view key, const std::string_view* value)>& fn);
+
 // Collects one checkpoint's contents; Commit writes them in one transaction. State changes
 // are buffered and written sorted by (node, key) (sorted inserts are much faster in
 // SQLite's B-tree). Source offsets and sink commits are complete per checkpoint (each
@@ -170,7 +209,7 @@ class CheckpointWriter {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   // PRAGMA application_id of every onceflow state file: "ONCF".
   static constexpr int32_t kApplicationId = 0x4F4E4346;
 
@@ -255,6 +294,25 @@ class StateStore {
   // Records durably that this run continues from checkpoint `from_id` (0: from the
   // beginning, keeping the old checkpoints): the head moves there.
   Status StartLine(int64_t from_id);
+
+  // ---- dedup mode ----
+  // One transaction, synchronous=NORMAL (see store.cc, DEDUP). *epoch is set to the epoch
+  // id the staged rows were stored under (0 when none).
+  Status DedupCommit(const DedupCommitData& data, int64_t* epoch);
+  Status DedupChannels(std::vector<DedupChannel>* out);
+  // Outbox rows of `channel` in seq order.
+  Status DedupOutbox(const std::string& channel,
+                     const std::function<Status(int64_t seq, std::string_view data)>& fn);
+  Status DedupSinks(std::vector<SinkCommit>* out);
+  // The committed state of `node`: dedup_state rows, then the changelog in commit order
+  // (value nullptr: erased). Later visits of a key override earlier ones.
+  Status DedupState(const std::string& node,
+                    const std::function<Status(std::string_view key, const std::string_view* value)>& fn);
+  // Folds the changelog into dedup_state in one transaction, then copies the WAL back when
+  // it grew past its bound. *rows (may be null): changelog rows folded.
+  Status DedupCompact(int64_t* rows);
+  // Rows and bytes of the dedup log (outbox + changelog), for the run summary.
+  Status DedupLogSize(int64_t* rows, int64_t* bytes);
 
   // ---- source journals (stdin) ----
   // A journal is the byte stream of one source instance (node, instance), stored as

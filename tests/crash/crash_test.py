@@ -27,7 +27,9 @@ duplicated — see the hidden --semantics option).
 
 Usage:
   crash_test.py --binary build/cli/onceflow [--work DIR] [--kills N] [--seed N]
-                [--pipelines wordcount,orders,fanin] [--quick]
+                [--pipelines wordcount,orders,fanin] [--quick] [--mode snapshot|dedup]
+  --mode         the effectively-once mode under test; dedup replaces the barrier and
+                 checkpoint crash points by after-sink-write and in-dedup-commit
   --quick        smaller inputs and 5 kills per pipeline (about a minute)
 Hidden, for developing the harness:
   --semantics S  the semantics under test (default effectively-once; other values drop
@@ -58,6 +60,9 @@ from collections import Counter
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 CRASH_POINTS = ["before-barrier", "after-barrier", "after-sink-write", "in-checkpoint-txn",
                 "after-checkpoint-complete"]
+# Dedup mode has no barriers or checkpoints: its hazards are a sink write not yet
+# committed and a crash inside a task's commit transaction.
+DEDUP_CRASH_POINTS = ["after-sink-write", "in-dedup-commit"]
 RUN_TIMEOUT_S = 180        # one onceflow invocation
 MAX_RUNS_PER_CYCLE = 150   # a run sequence that needs more makes no progress: failure
 STALL_KILLS = 30           # consecutive kills without a new checkpoint (the last ones
@@ -212,7 +217,7 @@ class Target:
         cmd = [args.binary, "run", os.path.join(args.pipelines_dir, self.p["file"]),
                "--semantics", semantics]
         if semantics == "effectively-once":
-            cmd += ["--mode", "snapshot"]
+            cmd += ["--mode", args.mode]
         cmd += ["--state", self.state, "--checkpoint-interval", "200ms", "--quiet"]
         if input_path:
             cmd += ["--set", "nodes.%s.path=%s" % (self.p["source"], input_path)]
@@ -664,6 +669,8 @@ def main():
                     help=argparse.SUPPRESS)
     ap.add_argument("--semantics", default="effectively-once", help=argparse.SUPPRESS,
                     choices=["effectively-once", "at-least-once", "at-most-once"])
+    ap.add_argument("--mode", default="snapshot", choices=["snapshot", "dedup"],
+                    help="effectively-once mode under test (default snapshot)")
     ap.add_argument("--dry", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--scale", type=float, default=1.0, help=argparse.SUPPRESS)
     ap.add_argument("--modes", default="clean,kill,fail,crash-at", help=argparse.SUPPRESS)
@@ -690,7 +697,7 @@ def main():
     rng = random.Random(args.seed)
 
     log("onceflow crash test: %s, --semantics %s%s, %s kills per pipeline, seed %d%s" % (
-        args.binary, args.semantics, " --mode snapshot" if args.semantics == "effectively-once"
+        args.binary, args.semantics, " --mode " + args.mode if args.semantics == "effectively-once"
         else "", args.kills, args.seed, " (DRY: no kills, complete runs)" if args.dry else ""))
     log("  work dir %s" % args.work)
     t_all = time.monotonic()
@@ -725,7 +732,9 @@ def main():
         if "fail" in modes:
             plan.append(("chaos fail (in-process)", lambda r: mode_fail(args, name, n, inp, ref, r)))
         if "crash-at" in modes:
-            for point in CRASH_POINTS:
+            points = DEDUP_CRASH_POINTS if (args.semantics == "effectively-once" and
+                                            args.mode == "dedup") else CRASH_POINTS
+            for point in points:
                 plan.append(("crash-at=" + point,
                              lambda r, pt=point: mode_crash_at(args, name, n, inp, ref, r, pt)))
         log("  %-10s %-34s %5s %5s %9s %8s %10s  %-4s %7s" % (

@@ -219,9 +219,15 @@ nodes:
         p = run(["run", y], cwd=d)
         expect_rc(p, 0)
         check("already completed" in p.stderr, p.stderr)
+        # Another mode on the same state file is refused (exit 3), --fresh starts over.
         p = run(["run", y, "--mode", "dedup"], cwd=d)
+        expect_rc(p, 3)
+        check("mode changed from snapshot to dedup" in p.stderr, p.stderr)
+        p = run(["run", y, "--mode", "dedup", "--fresh", "-q"], cwd=d)
+        expect_rc(p, 0)
+        p = run(["run", y, "--mode", "dedup", "--from-checkpoint", "1"], cwd=d)
         expect_rc(p, 2)
-        check("not supported yet" in p.stderr, p.stderr)
+        check("keeps no checkpoints" in p.stderr, p.stderr)
 
 
 @test

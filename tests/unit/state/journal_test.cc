@@ -91,7 +91,10 @@ void MakeV1File(const std::string& path) {
   }
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  SqlExec(db, "DROP TABLE journal; PRAGMA user_version=1");
+  SqlExec(db,
+          "DROP TABLE journal; DROP TABLE dedup_channels; DROP TABLE dedup_outbox;"
+          " DROP TABLE dedup_changes; DROP TABLE dedup_state; DROP TABLE dedup_sinks;"
+          " PRAGMA user_version=1");
   SqlExec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
   sqlite3_close(db);
   REQUIRE(RawUserVersion(path) == 1);
@@ -116,7 +119,7 @@ void InDyingChild(F body) {
 
 }  // namespace
 
-TEST_CASE("a v1 file: read-only opens read it as it is; a writable open migrates it to v2") {
+TEST_CASE("a v1 file: read-only opens read it as it is; a writable open migrates it") {
   TempDir dir;
   std::string path = dir.File("p.state.db");
   MakeV1File(path);
@@ -140,7 +143,7 @@ TEST_CASE("a v1 file: read-only opens read it as it is; a writable open migrates
   {
     auto s = MustOpen(path);
     CHECK(s->schema_version() == StateStore::kSchemaVersion);
-    CHECK(RawUserVersion(path) == 2);  // the header is in the main file right away
+    CHECK(RawUserVersion(path) == StateStore::kSchemaVersion);  // in the main file right away
     CHECK(HasTable(path, "journal"));
     std::string v;
     bool found = false;
@@ -153,7 +156,7 @@ TEST_CASE("a v1 file: read-only opens read it as it is; a writable open migrates
     REQUIRE(s->JournalAppend("in", 0, 0, "abc").ok());
     CHECK(Checkpoint(s.get(), {}) == 3);  // ids continue
   }
-  auto s = MustOpen(path);  // already v2: opens without migrating again
+  auto s = MustOpen(path);  // already current: opens without migrating again
   CHECK(JRead(s.get(), "in", 0, 0) == "abc");
 }
 
@@ -183,8 +186,8 @@ TEST_CASE(
       CHECK(r->schema_version() == 1);
     }
     auto s = MustOpen(path);
-    CHECK(s->schema_version() == 2);
-    CHECK(RawUserVersion(path) == 2);
+    CHECK(s->schema_version() == StateStore::kSchemaVersion);
+    CHECK(RawUserVersion(path) == StateStore::kSchemaVersion);
     REQUIRE(s->JournalAppend("in", 0, 0, "x").ok());
   }
   SUBCASE("crash after the commit, before the WAL checkpoint copied the header") {
@@ -206,8 +209,8 @@ TEST_CASE(
       CHECK(r->schema_version() == 2);  // SQLite's view, WAL included
     }
     auto s = MustOpen(path);  // must not try to create `journal` again
-    CHECK(s->schema_version() == 2);
-    CHECK(RawUserVersion(path) == 2);
+    CHECK(s->schema_version() == StateStore::kSchemaVersion);
+    CHECK(RawUserVersion(path) == StateStore::kSchemaVersion);
     REQUIRE(s->JournalAppend("in", 0, 0, "x").ok());
   }
 }
@@ -365,19 +368,20 @@ TEST_CASE("a newer version committed only to the WAL is refused, and nothing is 
   InDyingChild([&] {
     sqlite3* db = nullptr;
     if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) _exit(2);
-    if (sqlite3_exec(db, "PRAGMA wal_autocheckpoint=0; PRAGMA user_version=3", nullptr, nullptr,
-                     nullptr) != SQLITE_OK)
+    const std::string sql = "PRAGMA wal_autocheckpoint=0; PRAGMA user_version=" +
+                            std::to_string(StateStore::kSchemaVersion + 1);
+    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK)
       _exit(3);
     _exit(0);  // as a newer build killed before its WAL checkpoint
   });
-  REQUIRE(RawUserVersion(path) == 2);
+  REQUIRE(RawUserVersion(path) == StateStore::kSchemaVersion);
   std::string main_before = ReadAll(path), wal_before = ReadAll(path + "-wal");
   REQUIRE_FALSE(wal_before.empty());
   for (bool read_only : {false, true}) {
     std::unique_ptr<StateStore> s;
     Status st = StateStore::Open(path, "p", OpenMode{false, read_only}, &s);
     CHECK(st.code() == Status::Code::kState);
-    CHECK(st.message().find("schema 3, this build reads up to 2") != std::string::npos);
+    CHECK(st.message().find("schema 4, this build reads up to 3") != std::string::npos);
   }
   CHECK(ReadAll(path) == main_before);
   CHECK(ReadAll(path + "-wal") == wal_before);

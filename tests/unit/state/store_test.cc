@@ -179,7 +179,7 @@ TEST_CASE("refused files are reported as state errors and left byte-identical") 
     bytes[62] = 0;
     bytes[63] = 7;  // user_version = 7
     WriteAll(path, bytes);
-    refuse(path, "p", "written by a newer onceflow: schema 7, this build reads up to 2");
+    refuse(path, "p", "written by a newer onceflow: schema 7, this build reads up to 3");
   }
   SUBCASE("a state file of another pipeline") {
     refuse(good, "other", "belongs to pipeline 'p', not 'other'");

@@ -1,0 +1,244 @@
+// Dedup strategy; see dedup.h.
+#include "runtime/guarantees/dedup.h"
+
+#include <chrono>
+#include <set>
+
+#include "runtime/guarantees/snapshot.h"
+#include "runtime/plan/partitioner.h"
+#include "spdlog/spdlog.h"
+
+namespace onceflow {
+namespace {
+
+// How often the background thread folds the state changelog into the keyed table.
+constexpr auto kCompactInterval = std::chrono::milliseconds(500);
+
+}  // namespace
+
+std::string SequencedChannelName(const std::string& from, int up, const std::string& to,
+                                 int down) {
+  return from + "#" + std::to_string(up) + ">" + to + "#" + std::to_string(down);
+}
+
+DedupGuarantee::DedupGuarantee(DedupOptions options) : options_(options) {}
+
+DedupGuarantee::~DedupGuarantee() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (compactor_.joinable()) compactor_.join();
+}
+
+Status DedupGuarantee::Start(const GuaranteeContext& ctx) {
+  spec_ = ctx.spec;
+  plan_ = ctx.plan;
+  StateStore* store = options_.store;
+  std::vector<DedupChannel> channels;
+  ONCEFLOW_RETURN_IF_ERROR(store->DedupChannels(&channels));
+  // The channel names this plan uses; a committed channel that is not among them means
+  // the parallelism (or the topology) changed, and per-channel positions cannot be
+  // redistributed.
+  std::set<std::string> names;
+  for (const PlanEdge& e : plan_->edges) {
+    if (e.chained) continue;
+    const std::string& from = spec_->nodes[e.from].id;
+    const std::string& to = spec_->nodes[e.to].id;
+    const int up = plan_->nodes[e.from].parallelism, down = plan_->nodes[e.to].parallelism;
+    for (int i = 0; i < up; ++i) {
+      if (e.partition == PartitionKind::kForward) {
+        names.insert(SequencedChannelName(from, i, to, i));
+        continue;
+      }
+      for (int j = 0; j < down; ++j) names.insert(SequencedChannelName(from, i, to, j));
+    }
+  }
+  for (DedupChannel& c : channels) {
+    if (!names.count(c.channel)) {
+      return Status::State(
+          "state file '" + store->path() + "' holds dedup positions of channel '" + c.channel +
+          "', which this pipeline does not have: in dedup mode a resume needs the same nodes "
+          "and parallelism (restore them, or start over with --fresh)");
+    }
+    std::string key = c.channel;
+    committed_.emplace(std::move(key), std::move(c));
+  }
+  std::vector<SinkCommit> sinks;
+  ONCEFLOW_RETURN_IF_ERROR(store->DedupSinks(&sinks));
+  for (SinkCommit& c : sinks) sinks_[{c.node, c.instance}] = std::move(c);
+  compactor_ = std::thread([this] { CompactLoop(); });
+  return Status::Ok();
+}
+
+void DedupGuarantee::CompactLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait_for(lock, kCompactInterval, [&] { return stop_; });
+    const bool last = stop_;
+    lock.unlock();
+    int64_t rows = 0, log_rows = 0, log_bytes = 0;
+    Status st;
+    {
+      std::lock_guard<std::mutex> store_lock(store_mu_);
+      st = options_.store->DedupCompact(&rows);
+      if (st.ok()) st = options_.store->DedupLogSize(&log_rows, &log_bytes);
+    }
+    lock.lock();
+    if (!st.ok()) {
+      if (error_.ok()) error_ = st;
+      spdlog::error("{}", st.message());
+      return;
+    }
+    if (rows > 0) ++totals_.compactions;
+    totals_.log_rows_max = std::max(totals_.log_rows_max, log_rows);
+    totals_.log_bytes_max = std::max(totals_.log_bytes_max, log_bytes);
+    totals_.log_rows_end = log_rows;
+    totals_.log_bytes_end = log_bytes;
+    if (last) return;
+  }
+}
+
+FailureAction DedupGuarantee::OnTaskFailure(int, int, const Status&) {
+  // Transient failures are recovered inside the failing task (OnLocalRecovery); what
+  // reaches here fails the run.
+  return FailureAction::kFailRun;
+}
+
+Status DedupGuarantee::End(const RunEnd&) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (compactor_.joinable()) compactor_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
+Status DedupGuarantee::RestoreKeyedState(int node, int instance, KeyedState* state) {
+  const NodeSpec& ns = spec_->nodes[node];
+  const int p = plan_->nodes[node].parallelism;
+  StateStore* store = options_.store;
+  state->Clear();
+  std::lock_guard<std::mutex> lock(store_mu_);
+  return store->DedupState(ns.id, [&](std::string_view key, const std::string_view* bytes) {
+    if (p > 1 && HashDestination(key, p) != instance) return Status::Ok();
+    if (bytes == nullptr) {
+      state->Erase(key);
+      return Status::Ok();
+    }
+    StateValue value;
+    if (!DecodeStateValue(*bytes, &value)) {
+      return Status::State("state file " + store->path() + ": a value of node '" + ns.id +
+                           "' is corrupt");
+    }
+    state->Restore(key, std::move(value));
+    return Status::Ok();
+  });
+}
+
+Status DedupGuarantee::BeforeOpen(int node, int instance, NodeContext* ctx, KeyedState* state) {
+  const NodeSpec& ns = spec_->nodes[node];
+  switch (ns.kind) {
+    case NodeKind::kSource: {
+      const NodeTypeDef* def = options_.registry->Find(ns.kind, ns.type);
+      if (def == nullptr || !def->journaled) return Status::Ok();
+      std::lock_guard<std::mutex> lock(mu_);
+      Journal& slot = journals_[{node, instance}];
+      if (!slot.journal) {
+        slot.journal = std::make_unique<StoreJournal>(options_.store, &store_mu_, ns.id, instance);
+        if (!slot.journal->status().ok()) return slot.journal->status();
+        slot.initial_size = slot.journal->size();
+      }
+      ctx->journal = slot.journal.get();
+      return Status::Ok();
+    }
+    case NodeKind::kOperator:
+      if (!resuming() && ctx->fresh_start) return Status::Ok();
+      return RestoreKeyedState(node, instance, state);
+    case NodeKind::kSink: {
+      if (ctx->fresh_start) return Status::Ok();
+      std::lock_guard<std::mutex> lock(store_mu_);
+      auto it = sinks_.find({ns.id, instance});
+      // Nothing committed for it: everything it holds was written after the last commit.
+      ctx->resume_path = it != sinks_.end() ? it->second.path : ns.options.GetPath("path");
+      ctx->resume_length = it != sinks_.end() ? it->second.length : 0;
+      return Status::Ok();
+    }
+  }
+  return Status::Ok();
+}
+
+Status DedupGuarantee::AfterOpen(int, int, Source*) {
+  // Sources are positioned by the executor: from the lowest position any of their
+  // consumers committed (CommittedChannel).
+  return Status::Ok();
+}
+
+void DedupGuarantee::PersistBeforeCrash() {
+  if (options_.chaos == nullptr) return;
+  // Best effort: a crash point inside a commit holds store_mu_ already (in-dedup-commit);
+  // the fired set was saved before that commit began (Commit).
+  std::unique_lock<std::mutex> lock(store_mu_, std::try_to_lock);
+  if (lock.owns_lock()) SaveFiredFaults(options_.store, *options_.chaos);
+}
+
+DedupChannel DedupGuarantee::CommittedChannel(const std::string& name) const {
+  auto it = committed_.find(name);
+  if (it != committed_.end()) return it->second;
+  DedupChannel c;
+  c.channel = name;
+  return c;
+}
+
+Status DedupGuarantee::Outbox(const std::string& name,
+                              const std::function<Status(int64_t, std::string_view)>& fn) {
+  std::lock_guard<std::mutex> lock(store_mu_);
+  return options_.store->DedupOutbox(name, fn);
+}
+
+Status DedupGuarantee::Commit(const DedupCommitData& data, int64_t* epoch) {
+  std::lock_guard<std::mutex> lock(store_mu_);
+  if (data.in_txn_hook && options_.chaos != nullptr) {
+    // A crash inside this transaction must find the fired set already saved.
+    ONCEFLOW_RETURN_IF_ERROR(SaveFiredFaults(options_.store, *options_.chaos));
+  }
+  ONCEFLOW_RETURN_IF_ERROR(options_.store->DedupCommit(data, epoch));
+  for (const SinkCommit& c : data.sinks) sinks_[{c.node, c.instance}] = c;
+  int64_t bytes = 0;
+  for (const auto& o : data.outbox) bytes += static_cast<int64_t>(o.data.size());
+  for (const auto& c : data.changes) bytes += static_cast<int64_t>(c.second.size());
+  std::lock_guard<std::mutex> stats(mu_);
+  ++totals_.commits;
+  totals_.commit_bytes += bytes;
+  return Status::Ok();
+}
+
+Status DedupGuarantee::AfterApply(int64_t epoch, const std::string& node) {
+  std::lock_guard<std::mutex> lock(store_mu_);
+  return options_.store->DeleteStagedRows(epoch, node);
+}
+
+bool DedupGuarantee::OnLocalRecovery(int node, const Status& error) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (totals_.recoveries >= options_.max_recoveries) return false;
+  ++totals_.recoveries;
+  spdlog::warn("{}; restarting node '{}' alone from its last commit (recovery {})",
+               error.message(), spec_->nodes[node].id, totals_.recoveries);
+  return true;
+}
+
+void DedupGuarantee::RecoveredLocally(double ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  totals_.recovery_ms.push_back(ms);
+}
+
+uint64_t DedupGuarantee::journaled_bytes() const {
+  uint64_t n = 0;
+  for (const auto& [key, j] : journals_) n += j.journal->size() - j.initial_size;
+  return n;
+}
+
+}  // namespace onceflow

@@ -1,0 +1,75 @@
+// Stmt: a prepared SQLite statement with bound values only (never SQL built from data),
+// finalised on scope exit. Internal to runtime/state (the store and the dedup log).
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace onceflow {
+
+// A prepared statement with bound values only; finalised on scope exit.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &st_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(st_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  bool ok() const { return rc_ == SQLITE_OK || rc_ == SQLITE_ROW || rc_ == SQLITE_DONE; }
+  std::string error() const { return sqlite3_errmsg(db_); }
+  Stmt& Bind(int i, int64_t v) {
+    if (st_) sqlite3_bind_int64(st_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, std::string_view text) {
+    if (st_)
+      sqlite3_bind_text(st_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindBlob(int i, std::string_view b) {
+    // A zero-length blob must stay a blob, not NULL (NULL is a tombstone).
+    if (st_)
+      sqlite3_bind_blob(st_, i, b.empty() ? "" : b.data(), static_cast<int>(b.size()),
+                        SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindNull(int i) {
+    if (st_) sqlite3_bind_null(st_, i);
+    return *this;
+  }
+  // Returns SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() {
+    if (!st_) return rc_;
+    rc_ = sqlite3_step(st_);
+    return rc_;
+  }
+  void Reset() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+    rc_ = SQLITE_OK;
+  }
+  int64_t Int(int c) const { return sqlite3_column_int64(st_, c); }
+  bool IsNull(int c) const { return sqlite3_column_type(st_, c) == SQLITE_NULL; }
+  std::string_view Blob(int c) const {
+    const void* p = sqlite3_column_blob(st_, c);
+    int n = sqlite3_column_bytes(st_, c);
+    return p ? std::string_view(static_cast<const char*>(p), static_cast<size_t>(n))
+             : std::string_view();
+  }
+  std::string Text(int c) const {
+    const unsigned char* p = sqlite3_column_text(st_, c);
+    int n = sqlite3_column_bytes(st_, c);
+    return p ? std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n)) : "";
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* st_ = nullptr;
+  int rc_ = SQLITE_OK;
+};
+
+}  // namespace onceflow
