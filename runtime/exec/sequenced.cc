@@ -54,8 +54,8 @@ namespace {
 // A consumer commits at least every kCommitEnvelopes applied envelopes, and at most
 // kCommitInterval after the first uncommitted one. Outputs wait for the commit, so the
 // interval is also the latency a hop adds.
-constexpr int kCommitEnvelopes = 64;
-constexpr auto kCommitInterval = std::chrono::milliseconds(20);
+constexpr int kCommitEnvelopes = 256;
+constexpr auto kCommitInterval = std::chrono::milliseconds(50);
 // How long a task waiting for acknowledgements or input sleeps before looking again.
 constexpr int64_t kAckPollMs = 50;
 
@@ -122,6 +122,9 @@ void Executor::Impl::SeqSetup() {
       const PlanEdge& e = plan.edges[ei];
       OutRoute& r = t.outs[route++];
       const size_t n = r.destinations.size();
+      if (source_chain && e.partition == PartitionKind::kRoundRobin) {
+        r.partitioner = MakePositionPartitioner(static_cast<int>(n));
+      }
       r.links.assign(n, nullptr);
       r.seq.assign(n, 0);
       r.sent.assign(n, 0);

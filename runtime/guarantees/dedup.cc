@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <set>
+#include <sstream>
 
 #include "runtime/guarantees/snapshot.h"
 #include "runtime/plan/partitioner.h"
@@ -54,6 +55,40 @@ Status DedupGuarantee::Start(const GuaranteeContext& ctx) {
       }
       for (int j = 0; j < down; ++j) names.insert(SequencedChannelName(from, i, to, j));
     }
+  }
+  // Per-channel positions are only meaningful with the same instances on both ends: the
+  // parallelism of every node is recorded with the first commit and must not change.
+  std::string parallelism;
+  for (const NodeSpec& ns : spec_->nodes) {
+    parallelism += ns.id + "=" + std::to_string(plan_->nodes[spec_->NodeIndex(ns.id)].parallelism) + "\n";
+  }
+  std::string stored;
+  bool found = false;
+  ONCEFLOW_RETURN_IF_ERROR(store->GetMeta("dedup_parallelism", &stored, &found));
+  if (!channels.empty() && found && stored != parallelism) {
+    std::map<std::string, std::string> was;
+    std::istringstream in(stored);
+    std::string line;
+    while (std::getline(in, line)) {
+      const size_t eq = line.find('=');
+      if (eq != std::string::npos) was[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    std::string diff;
+    for (const NodeSpec& ns : spec_->nodes) {
+      auto it = was.find(ns.id);
+      const std::string now = std::to_string(plan_->nodes[spec_->NodeIndex(ns.id)].parallelism);
+      if (it != was.end() && it->second != now) {
+        diff += (diff.empty() ? "" : ", ") + std::string("node '") + ns.id +
+                "' ran with parallelism " + it->second + " and has " + now + " now";
+      }
+    }
+    return Status::State("state file '" + store->path() + "': " +
+                         (diff.empty() ? std::string("the parallelism changed") : diff) +
+                         ": in dedup mode each task resumes from its own commit, so a resume "
+                         "needs the same parallelism (restore it, or start over with --fresh)");
+  }
+  if (!found || channels.empty()) {
+    ONCEFLOW_RETURN_IF_ERROR(store->PutMeta("dedup_parallelism", parallelism));
   }
   for (DedupChannel& c : channels) {
     if (!names.count(c.channel)) {

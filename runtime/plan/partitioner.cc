@@ -57,6 +57,20 @@ class RoundRobinPartitioner final : public Partitioner {
   int next_;
 };
 
+// round_robin out of a source chain in dedup mode: the destination is a function of the
+// record's source position, so a source that re-reads after a restart routes every record
+// where it went the first time (a rotating counter would start over elsewhere).
+class PositionPartitioner final : public Partitioner {
+ public:
+  explicit PositionPartitioner(int n) : Partitioner(n) {}
+  Status Route(RecordBatch& in, bool consume, std::vector<RecordBatch>& out,
+               ErrorHandler*) override {
+    const uint64_t n = static_cast<uint64_t>(destinations());
+    for (Record& r : in) Put(r, consume, out[static_cast<size_t>(r.origin.position % n)]);
+    return Status::Ok();
+  }
+};
+
 class HashPartitioner final : public Partitioner {
  public:
   HashPartitioner(int n, std::vector<std::string> fields)
@@ -137,6 +151,10 @@ std::unique_ptr<Partitioner> MakePartitioner(const PlanEdge& edge, int upstream_
       break;
   }
   return std::make_unique<RoundRobinPartitioner>(n, upstream_instance);
+}
+
+std::unique_ptr<Partitioner> MakePositionPartitioner(int downstream_parallelism) {
+  return std::make_unique<PositionPartitioner>(downstream_parallelism);
 }
 
 }  // namespace onceflow

@@ -49,6 +49,10 @@ class Partitioner {
 std::unique_ptr<Partitioner> MakePartitioner(const PlanEdge& edge, int upstream_instance,
                                              int downstream_parallelism);
 
+// round_robin by source position (origin.position mod parallelism): deterministic for a
+// source chain that re-reads its input (dedup mode).
+std::unique_ptr<Partitioner> MakePositionPartitioner(int downstream_parallelism);
+
 // The downstream instance a hash partitioner sends an encoded key to: StableHash(key) mod
 // parallelism. Exposed so that state redistribution (restore with another parallelism)
 // uses the very same function.

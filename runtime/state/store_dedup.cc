@@ -15,11 +15,14 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <optional>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "runtime/state/sqlite_stmt.h"
 #include "runtime/state/store.h"
 
@@ -244,36 +247,46 @@ Status StateStore::DedupCompact(int64_t* rows) {
     }
     if (max_id == 0) return Status::Ok();
     // Last change wins per (node, key); written in key order (sorted B-tree inserts).
-    std::map<std::pair<std::string, std::string>, std::optional<std::string>> latest;
+    // Keys and values stay views into the blobs read here: no allocation per change.
+    std::vector<std::pair<std::string, std::string>> blobs;  // node, data
     {
       Stmt q(db_, "SELECT node, data FROM dedup_changes WHERE id<=?1 ORDER BY id");
       q.Bind(1, max_id);
       int rc;
-      while ((rc = q.Step()) == SQLITE_ROW) {
-        ++folded;
-        std::string node = q.Text(0);
-        const bool ok = ForEachChange(q.Blob(1), [&](std::string_view k, const std::string_view* v) {
-          auto& slot = latest[{node, std::string(k)}];
-          if (v != nullptr) {
-            slot = std::string(*v);
-          } else {
-            slot.reset();
-          }
-        });
-        if (!ok) return Status::State("state file " + path_ + ": corrupt state changelog");
-      }
+      while ((rc = q.Step()) == SQLITE_ROW) blobs.emplace_back(q.Text(0), std::string(q.Blob(1)));
       if (rc != SQLITE_DONE) return Error("reading the changelog");
+    }
+    folded = static_cast<int64_t>(blobs.size());
+    struct Latest {
+      std::string_view value;
+      bool erased = false;
+    };
+    std::map<std::string_view, absl::flat_hash_map<absl::string_view, Latest>> latest;
+    for (const auto& [node, blob] : blobs) {
+      auto& keys = latest[node];
+      const bool ok = ForEachChange(blob, [&](std::string_view k, const std::string_view* v) {
+        Latest& slot = keys[absl::string_view(k.data(), k.size())];
+        slot.erased = v == nullptr;
+        slot.value = v != nullptr ? *v : std::string_view();
+      });
+      if (!ok) return Status::State("state file " + path_ + ": corrupt state changelog");
     }
     Stmt put(db_,
              "INSERT INTO dedup_state(node, key, value) VALUES(?1, ?2, ?3)"
              " ON CONFLICT(node, key) DO UPDATE SET value=excluded.value");
     Stmt del(db_, "DELETE FROM dedup_state WHERE node=?1 AND key=?2");
-    for (const auto& [nk, v] : latest) {
-      Stmt& q = v ? put : del;
-      q.Reset();
-      q.Bind(1, nk.first).BindBlob(2, nk.second);
-      if (v) q.BindBlob(3, *v);
-      if (q.Step() != SQLITE_DONE) return Error("compacting dedup state");
+    std::vector<std::pair<absl::string_view, Latest>> sorted;
+    for (const auto& [node, keys] : latest) {
+      sorted.assign(keys.begin(), keys.end());
+      std::sort(sorted.begin(), sorted.end(),
+                [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (const auto& [key, v] : sorted) {
+        Stmt& q = v.erased ? del : put;
+        q.Reset();
+        q.Bind(1, node).BindBlob(2, std::string_view(key.data(), key.size()));
+        if (!v.erased) q.BindBlob(3, v.value);
+        if (q.Step() != SQLITE_DONE) return Error("compacting dedup state");
+      }
     }
     Stmt d(db_, "DELETE FROM dedup_changes WHERE id<=?1");
     d.Bind(1, max_id);

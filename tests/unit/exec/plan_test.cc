@@ -171,3 +171,33 @@ TEST_CASE("topological order puts sources first and chains follow it") {
 
 }  // namespace
 }  // namespace onceflow
+
+namespace onceflow {
+namespace {
+
+TEST_CASE("dedup mode: a source chain never holds a keyed operator or a sink") {
+  PipelineSpec s = Wordcount(1);
+  s.semantics = Semantics::kEffectivelyOnce;
+  s.mode = Mode::kDedup;
+  Plan p = BuildPlan(s);
+  CHECK(EdgeBetween(s, p, "lines", "words").chained);  // stateless: re-read from the input
+  const PlanEdge& keyed = EdgeBetween(s, p, "words", "counts");
+  CHECK_FALSE(keyed.chained);
+  CHECK(keyed.channels == 1);
+  CHECK(EdgeBetween(s, p, "counts", "out").chained);  // an operator task commits its sink
+  REQUIRE(p.chains.size() == 2);
+  CHECK(p.chains[0].nodes == std::vector<int>{0, 1});
+  CHECK(p.chains[1].nodes == std::vector<int>{2, 3});
+
+  PipelineSpec direct = MakePipeline({Src("g", "generate"), Snk("out", {{"g"}}, 1, "file")});
+  direct.semantics = Semantics::kEffectivelyOnce;
+  direct.mode = Mode::kDedup;
+  Plan q = BuildPlan(direct);
+  CHECK_FALSE(q.edges[0].chained);
+  CHECK(q.chains.size() == 2);
+  direct.mode = Mode::kSnapshot;
+  CHECK(BuildPlan(direct).edges[0].chained);
+}
+
+}  // namespace
+}  // namespace onceflow

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""End-to-end tests of effectively-once in dedup mode (`--mode dedup`): the example
+pipelines give the snapshot mode's outputs; a transient failure is recovered by the
+failing task alone; a stopped run resumes to the same result; the dedup log is empty at
+the end; a resume with another parallelism is refused; round_robin out of a source and
+stdin replay the same records after a restart. (kill -9 at random instants: the crash
+test, tests/crash/crash_test.py --mode dedup.)
+
+Usage: dedup_test.py ONCEFLOW_BINARY REPO_ROOT [TEST_NAME_SUBSTRING]
+"""
+import json
+import os
+import sqlite3
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Tmp, canon, check, expect_rc, read_jsonl, run, test, write  # noqa: E402
+import harness  # noqa: E402
+
+BIN = os.path.abspath(sys.argv[1])
+ROOT = os.path.abspath(sys.argv[2])
+ONLY = sys.argv[3] if len(sys.argv) > 3 else ""
+harness.setup(BIN, ROOT)
+
+PIPES = os.path.join(ROOT, "pipelines")
+
+
+def run_pipeline(d, name, mode, extra=(), tag=None):
+    """Runs pipelines/NAME.yaml with its outputs and state under d; returns (process,
+    summary dict, output path)."""
+    tag = tag or mode
+    out = os.path.join(d, tag, "out.db" if name == "orders" else "out.jsonl")
+    sink = {"orders": "db"}.get(name, "out")
+    summary = os.path.join(d, tag, "summary.json")
+    os.makedirs(os.path.join(d, tag), exist_ok=True)
+    args = ["run", os.path.join(PIPES, name + ".yaml"), "--mode", mode,
+            "--state", os.path.join(d, tag, "state.db"), "--set",
+            "nodes.%s.path=%s" % (sink, out), "--summary", summary, "-q"] + list(extra)
+    p = run(args)
+    s = {}
+    if os.path.exists(summary):
+        with open(summary) as f:
+            s = json.load(f)
+    return p, s, out
+
+
+def table(path):
+    db = sqlite3.connect(path)
+    try:
+        return sorted(db.execute("SELECT customer, sum_amount, count FROM revenue").fetchall())
+    finally:
+        db.close()
+
+
+def outputs(name, path):
+    return table(path) if name == "orders" else canon(read_jsonl(path))
+
+
+def log_rows(state):
+    db = sqlite3.connect("file:%s?mode=ro" % state, uri=True)
+    try:
+        return sum(db.execute("SELECT COUNT(*) FROM %s" % t).fetchone()[0]
+                   for t in ("dedup_outbox", "dedup_changes"))
+    finally:
+        db.close()
+
+
+@test
+def examples_match_snapshot_mode():
+    for name in ("wordcount", "orders", "fanin"):
+        with Tmp() as d:
+            p, ref, ref_out = run_pipeline(d, name, "snapshot")
+            expect_rc(p, 0)
+            p, s, out = run_pipeline(d, name, "dedup")
+            expect_rc(p, 0)
+            check(s["mode"] == "dedup" and s["exit"] == "completed", s)
+            check(outputs(name, out) == outputs(name, ref_out), name + ": outputs differ")
+            check(s["dedup"]["commits"] > 0, s["dedup"])
+            check(s["dedup"]["log_rows_end"] == 0, "log not empty at the end: %s" % s["dedup"])
+            check(s["checkpoints"]["count"] == 0, "dedup mode takes no checkpoints")
+            # A second run finds everything committed: nothing changes.
+            before = outputs(name, out)
+            p, s2, _ = run_pipeline(d, name, "dedup")
+            expect_rc(p, 0)
+            check(outputs(name, out) == before, name + ": a rerun changed the output")
+            check(s2["sources"][list(s2["sources"])[0]]["events"] == 0,
+                  "a rerun read input again: %s" % s2["sources"])
+
+
+@test
+def chaos_fail_recovers_the_failed_task_alone():
+    with Tmp() as d:
+        p, ref, ref_out = run_pipeline(d, "fanin", "snapshot")
+        expect_rc(p, 0)
+        p, s, out = run_pipeline(d, "fanin", "dedup",
+                                 ["--chaos", "seed=3,fail=per_user:0.0005,fail=views:0.0005"])
+        expect_rc(p, 0)
+        check(s["recoveries"]["count"] >= 2, s["recoveries"])
+        check(len(s["recoveries"]["ms"]) == s["recoveries"]["count"], s["recoveries"])
+        check(canon(read_jsonl(out)) == canon(read_jsonl(ref_out)), "outputs differ")
+        dups = sum(n["duplicates_discarded"] for n in s["nodes"].values())
+        check(dups > 0, "replays after a recovery discard duplicates: %s" % s["nodes"])
+        check(log_rows(os.path.join(d, "dedup", "state.db")) == 0, "log not trimmed")
+
+
+@test
+def chaos_fail_in_a_source_chain_rereads_the_batch():
+    with Tmp() as d:
+        p, _, ref_out = run_pipeline(d, "wordcount", "snapshot")
+        expect_rc(p, 0)
+        p, s, out = run_pipeline(d, "wordcount", "dedup", ["--chaos", "seed=5,fail=words:0.2"])
+        expect_rc(p, 0)
+        check(s["recoveries"]["count"] >= 1, s["recoveries"])
+        check(canon(read_jsonl(out)) == canon(read_jsonl(ref_out)), "outputs differ")
+
+
+@test
+def max_recoveries_gives_up_with_exit_1():
+    with Tmp() as d:
+        p, s, _ = run_pipeline(d, "fanin", "dedup",
+                               ["--chaos", "seed=1,fail=per_user:0.5",
+                                "--set", "recovery.max_recoveries=3"])
+        expect_rc(p, 1)
+        check("max_recoveries" in p.stderr, p.stderr)
+
+
+@test
+def stopped_run_resumes_to_the_same_result():
+    with Tmp() as d:
+        p, _, ref_out = run_pipeline(d, "wordcount", "snapshot")
+        expect_rc(p, 0)
+        p, s, out = run_pipeline(d, "wordcount", "dedup", ["--max-events", "7"])
+        expect_rc(p, 0)
+        check(s["exit"] == "max-events", s["exit"])
+        check(read_jsonl(out) == [], "emit: final wrote before the end")
+        p, s, out = run_pipeline(d, "wordcount", "dedup")
+        expect_rc(p, 0)
+        check(s["exit"] == "completed", s["exit"])
+        check(canon(read_jsonl(out)) == canon(read_jsonl(ref_out)), "outputs differ")
+        events = s["sources"]["lines"]["events"]
+        check(events < 21, "the resumed run read %d lines: it started over" % events)
+
+
+@test
+def another_parallelism_is_refused():
+    with Tmp() as d:
+        p, _, _ = run_pipeline(d, "wordcount", "dedup", ["--max-events", "5"])
+        expect_rc(p, 0)
+        p, _, _ = run_pipeline(d, "wordcount", "dedup", ["--set", "nodes.counts.parallelism=3"])
+        expect_rc(p, 3)
+        check("parallelism" in p.stderr and "counts" in p.stderr, p.stderr)
+
+
+@test
+def round_robin_out_of_a_source_resumes_exactly():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: rr
+semantics: effectively-once
+mode: dedup
+nodes:
+  g:
+    source: generate
+    count: 20000
+    lua: return {n = n, k = "k" .. (n % 7)}
+  tag:
+    op: map
+    input: {from: g, partition: round_robin}
+    parallelism: 3
+    lua: e.m = e.n * 2; return e
+  c:
+    op: count
+    input: tag
+    key: k
+    emit: final
+  out: {sink: file, input: c, path: out.jsonl}
+""")
+        st = os.path.join(d, "s.db")
+        for i, extra in enumerate((["--max-events", "1300"], ["--max-events", "2000"])):
+            p = run(["run", y, "--state", st, "-q"] + extra, cwd=d)
+            expect_rc(p, 0)
+        # Crashes leave the three consumers of `g` at different committed positions: the
+        # source re-reads from the lowest, and must route each record where it went before.
+        for i in range(60):
+            p = run(["run", y, "--state", st, "-q", "--chaos",
+                     "seed=4,crash-at=in-dedup-commit:%d" % (2 + i % 3)], cwd=d)
+            if p.returncode == 0:
+                break
+            check(p.returncode == -9, "exit %d: %s" % (p.returncode, p.stderr))
+        expect_rc(p, 0)
+        check(i >= 2, "only %d crashes" % i)
+        got = {r["k"]: r["count"] for r in read_jsonl(os.path.join(d, "out.jsonl"))}
+        want = {}
+        for n in range(20000):
+            want["k%d" % (n % 7)] = want.get("k%d" % (n % 7), 0) + 1
+        check(got == want, "%s != %s" % (got, want))
+
+
+@test
+def stdin_is_journaled_and_replayed():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: st
+semantics: effectively-once
+mode: dedup
+nodes:
+  in: {source: stdin, format: lines}
+  w: {op: split, input: in, field: line, into: word}
+  c: {op: count, input: w, key: word, emit: final}
+  out: {sink: file, input: c, path: out.jsonl}
+""")
+        text = "".join("a b c\n" if i % 2 else "b c\n" for i in range(400))
+        p = run(["run", y, "--state", os.path.join(d, "s.db"), "--json"], cwd=d, input=text)
+        expect_rc(p, 0)
+        got = {r["word"]: r["count"] for r in read_jsonl(os.path.join(d, "out.jsonl"))}
+        check(got == {"a": 200, "b": 400, "c": 400}, got)
+        check(json.loads(p.stdout)["stdin_journaled_bytes"] == len(text), p.stdout)
+
+
+if __name__ == "__main__":
+    sys.exit(harness.main("dedup e2e", ONLY))
