@@ -179,7 +179,8 @@ nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats, const Ru
                   {"log_rows_max", d.log_rows_max},
                   {"log_bytes_max", d.log_bytes_max},
                   {"log_rows_end", d.log_rows_end},
-                  {"log_bytes_end", d.log_bytes_end}};
+                  {"log_bytes_end", d.log_bytes_end},
+                  {"savepoints", d.savepoints}};
   }
   return j;
 }
@@ -315,10 +316,6 @@ bool CheckRunFlags(const PipelineSpec& spec, const RunArgs& args, ChaosSpec* cha
     return false;
   };
   const bool checkpointing = Checkpointing(spec);
-  if (DedupMode(spec) && !args.from_checkpoint.empty() && args.from_checkpoint != "latest") {
-    return fail("--from-checkpoint: dedup mode commits per task and keeps no checkpoints to "
-                "replay from (use --fresh to start over)");
-  }
   if (!checkpointing) {
     for (auto [flag, given] :
          {std::pair<const char*, bool>{"--from-checkpoint", !args.from_checkpoint.empty()},
@@ -484,10 +481,17 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
       dopt.registry = &registry;
       dopt.chaos = &chaos;
       dopt.max_recoveries = spec.max_recoveries;
+      dopt.savepoint_requests = &g_savepoint_requests;
+      // --from-checkpoint ID (a savepoint) or none: replace the commits before the run.
+      if (args->from_checkpoint == "none") {
+        dopt.restore_from = 0;
+      } else if (!args->from_checkpoint.empty() && args->from_checkpoint != "latest") {
+        dopt.restore_from = sp.resume_from;
+      }
       DedupGuarantee guarantee(dopt);
       ro.guarantee = &guarantee;
       ro.chaos = &chaos;
-      ro.fresh_start = committed.empty() && sinks.empty();
+      ro.fresh_start = committed.empty() && sinks.empty() && dopt.restore_from < 0;
       st = RunOnce(spec, plan, registry, ro, &stats, [&guarantee] {
         return "  recoveries " + std::to_string(guarantee.totals().recoveries);
       });

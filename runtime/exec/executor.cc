@@ -341,7 +341,12 @@ void Executor::Impl::CloseMembers(Task& t, bool report) {
 
 Status Executor::Impl::RunTask(Task& t) {
   const bool source = t.members[0]->kind == NodeKind::kSource;
-  if (guarantee->sequenced()) return source ? SeqRunSource(t) : SeqRunConsumer(t);
+  if (guarantee->sequenced()) {
+    if (!source) return SeqRunConsumer(t);
+    Status st = SeqRunSource(t);
+    PublishPosition(t, true);  // an ended source counts as paused for savepoints
+    return st;
+  }
   return source ? RunSource(t) : RunConsumer(t);
 }
 
@@ -754,6 +759,7 @@ Status Executor::Run(RunStats* stats) {
         std::unique_lock<std::mutex> lock(x.mu);
         if (x.cv.wait_for(lock, kWatchInterval, [&] { return x.running == 0; })) break;
       }
+      if (x.guarantee->sequenced()) x.SeqWatch();
       if (x.stop_requested.load()) continue;
       int sig = x.opt.stop_signal != nullptr ? x.opt.stop_signal->load() : 0;
       if (sig != 0) {
@@ -770,6 +776,9 @@ Status Executor::Run(RunStats* stats) {
       if (!fs.ok() && x.first_error.ok()) x.first_error = fs;
     }
     st = x.first_error;
+    if (st.ok() && x.guarantee->sequenced() && x.stop_reason.load() == kStopSignal) {
+      st = x.SeqFinalSavepoint();
+    }
   }
 
   RunStats local;

@@ -62,6 +62,7 @@ struct SeqLink {
   bool from_source = false;  // the producer is a source chain: positions are record counts
   Task* producer = nullptr;
   Task* consumer = nullptr;
+  std::atomic<int64_t> sent{0};        // the producer sent everything up to here
   std::atomic<int64_t> acked{0};       // the consumer committed everything up to here
   std::atomic<bool> acked_end{false};  // ... including the channel's end
   std::mutex mu;                       // guards the re-send request
@@ -126,6 +127,10 @@ struct Task {
   SourcePosition src_pos;     // source heads: the position after the last Read
   SourcePosition first_pos;   // source heads: the position of the input's beginning
   bool finished = false;      // consumers: every input ended when the task opened
+  // Source heads, for savepoints: paused (or exited) at `published_pos`.
+  std::atomic<bool> paused{false};
+  std::mutex pos_mu;
+  SourcePosition published_pos;  // guarded by pos_mu
 };
 
 inline bool StartsWithNode(const std::string& msg, const std::string& id) {
@@ -217,6 +222,11 @@ struct Executor::Impl {
 
   // ---- sequenced channels (dedup mode; sequenced.cc) ----
   std::vector<std::unique_ptr<SeqLink>> links;  // one per channel, made by Setup
+  std::atomic<bool> seq_pause{false};           // sources stop reading (a savepoint)
+  Clock::time_point pause_started;              // Run thread only
+  void SeqWatch();                              // Run thread: savepoints
+  Status SeqFinalSavepoint();                   // Run thread: after a stop by a signal
+  void PublishPosition(Task& t, bool paused);
   void SeqSetup();
   Status SeqOpen(Task& t);
   Status SeqRunSource(Task& t);

@@ -173,6 +173,7 @@ Status Executor::Impl::SeqOpen(Task& t) {
     for (size_t d = 0; d < r.links.size(); ++d) {
       const DedupChannel c = guarantee->CommittedChannel(r.links[d]->name);
       r.trimmed[d] = c.consumed;
+      r.links[d]->sent.store(source ? c.consumed : c.produced);
       if (source) {
         r.sent[d] = c.consumed;
         if (c.ended) continue;
@@ -234,6 +235,8 @@ Status Executor::Impl::SeqRouteSource(Task& t, RecordBatch& /*batch*/) {
       std::swap(t.scratch.batch, b);
       if (!pushed) return Status::Cancelled("cancelled");
       r.sent[d] = end;
+      if (end > r.links[d]->sent.load(std::memory_order_relaxed))
+        r.links[d]->sent.store(end, std::memory_order_release);
     }
   }
   return Status::Ok();
@@ -270,6 +273,28 @@ Status Executor::Impl::SeqRunSource(Task& t) {
       }
       end_sent = false;  // a restarted consumer may still need the end
     }
+    if (seq_pause.load(std::memory_order_acquire) && !end) {
+      // A savepoint drains the pipeline: stop reading, once every channel got again what
+      // a restarted consumer asked for.
+      bool replaying = false;
+      for (OutRoute& r : t.outs) {
+        for (size_t d = 0; d < r.links.size(); ++d) {
+          replaying = replaying || r.sent[d] < r.links[d]->sent.load(std::memory_order_acquire);
+        }
+      }
+      if (!replaying) {
+        if (!t.paused.load(std::memory_order_relaxed)) PublishPosition(t, true);
+        if (stop_requested.load(std::memory_order_acquire)) {
+          t.paused.store(false, std::memory_order_release);
+          t.exhausted = false;
+          return SeqPushEnd(t, false);
+        }
+        uint64_t epoch = t.notifier.Epoch();
+        if (!t.notifier.WaitFor(epoch, kIdleMaxMs)) return Status::Cancelled("cancelled");
+        continue;
+      }
+    }
+    if (t.paused.load(std::memory_order_relaxed)) t.paused.store(false, std::memory_order_release);
     if (end && end_sent) {
       if (stop_requested.load(std::memory_order_acquire)) break;
       bool all = true;
@@ -371,6 +396,13 @@ Status Executor::Impl::SeqPushEnd(Task& t, bool exhausted) {
         t.scratch.seq_end = last + 1;
         t.scratch.pos_name = t.src_pos.name;
         t.scratch.pos_offset = static_cast<int64_t>(t.src_pos.offset);
+      } else if (source) {
+        // A stop: not sequenced, but it tells the consumer that nothing of the range up to
+        // here was for it, so its committed position need not lag behind.
+        t.scratch.seq_start = r.sent[d];
+        t.scratch.seq_end = static_cast<int64_t>(t.src_pos.count);
+        t.scratch.pos_name = t.src_pos.name;
+        t.scratch.pos_offset = static_cast<int64_t>(t.src_pos.offset);
       } else {
         t.scratch.seq_start = t.scratch.seq_end = 0;
       }
@@ -378,7 +410,10 @@ Status Executor::Impl::SeqPushEnd(Task& t, bool exhausted) {
       t.scratch.kind = Envelope::Kind::kBatch;
       t.scratch.exhausted = false;
       if (!pushed) return Status::Cancelled("cancelled");
-      if (exhausted && source) r.sent[d] = static_cast<int64_t>(t.src_pos.count) + 1;
+      if (exhausted && source) {
+        r.sent[d] = static_cast<int64_t>(t.src_pos.count) + 1;
+        r.links[d]->sent.store(r.sent[d], std::memory_order_release);
+      }
     }
   }
   return Status::Ok();
@@ -391,7 +426,13 @@ Status Executor::Impl::SeqApply(Task& t, int c, Envelope& env) {
   InChannel& in = t.inputs[c];
   Member& head = *t.members[0];
   if (env.kind == Envelope::Kind::kEnd && !env.exhausted) {
-    in.ended = in.stopped = true;  // a stop: nothing to commit
+    in.ended = in.stopped = true;  // a stop: the channel's end is not committed
+    if (in.link->from_source && env.seq_start <= in.mark && env.seq_end > in.mark) {
+      in.mark = env.seq_end;  // the source read up to here, nothing more for this channel
+      std::swap(in.pos_name, env.pos_name);
+      in.pos_offset = env.pos_offset;
+      if (t.uncommitted++ == 0) t.first_uncommitted = Clock::now();
+    }
     return Status::Ok();
   }
   if (env.kind != Envelope::Kind::kBatch && env.kind != Envelope::Kind::kEnd) return Status::Ok();
@@ -704,6 +745,7 @@ Status Executor::Impl::SeqCommit(Task& t, bool final_commit) {
     t.scratch.seq_start = s.seq - 1;
     t.scratch.seq_end = s.seq;
     if (!s.end) std::swap(t.scratch.batch, r.staging[s.dest]);
+    r.links[s.dest]->sent.store(s.seq, std::memory_order_release);
     const bool pushed = r.destinations[s.dest]->Push(&t.scratch);
     if (!s.end) std::swap(t.scratch.batch, r.staging[s.dest]);
     t.scratch.kind = Envelope::Kind::kBatch;
@@ -761,6 +803,66 @@ Status Executor::Impl::SeqReopen(Task& t) {
   }
   t.sink_dirty = false;
   return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------
+// Savepoints
+
+void Executor::Impl::PublishPosition(Task& t, bool paused) {
+  {
+    std::lock_guard<std::mutex> lock(t.pos_mu);
+    t.published_pos = t.src_pos;
+  }
+  t.paused.store(paused, std::memory_order_release);
+}
+
+// Run thread, every watch interval. A savepoint request pauses the sources; once every
+// source paused (or ended) and every channel's consumer committed all its producer sent,
+// nothing is in flight anywhere and the sources' positions with the committed state are
+// a consistent cut: the strategy writes it, and the sources go on.
+void Executor::Impl::SeqWatch() {
+  constexpr auto kPauseLimit = std::chrono::seconds(60);
+  if (!seq_pause.load(std::memory_order_relaxed)) {
+    if (!guarantee->SavepointDue()) return;
+    seq_pause.store(true, std::memory_order_release);
+    pause_started = Clock::now();
+    return;
+  }
+  auto resume = [&] {
+    seq_pause.store(false, std::memory_order_release);
+    for (auto& t : tasks) {
+      if (t->inputs.empty()) t->notifier.Signal();
+    }
+  };
+  if (cancelled.load(std::memory_order_acquire)) return resume();
+  bool drained = true;
+  for (auto& t : tasks) {
+    if (t->inputs.empty()) drained = drained && t->paused.load(std::memory_order_acquire);
+  }
+  for (auto& l : links) {
+    drained = drained && l->acked.load(std::memory_order_acquire) ==
+                             l->sent.load(std::memory_order_acquire);
+  }
+  if (!drained) {
+    if (Clock::now() - pause_started > kPauseLimit) {
+      spdlog::warn("savepoint abandoned: the pipeline did not drain within 60 s");
+      resume();
+    }
+    return;
+  }
+  Status st = SeqFinalSavepoint();
+  if (!st.ok()) spdlog::error("savepoint failed: {}", st.message());
+  resume();
+}
+
+Status Executor::Impl::SeqFinalSavepoint() {
+  std::vector<TaskSnapshot::SourceSnap> sources;
+  for (auto& t : tasks) {
+    if (!t->inputs.empty()) continue;
+    std::lock_guard<std::mutex> lock(t->pos_mu);
+    sources.push_back({t->members[0]->node, t->instance, t->published_pos});
+  }
+  return guarantee->Savepoint(sources);
 }
 
 }  // namespace onceflow

@@ -2,6 +2,7 @@
 #include "runtime/guarantees/dedup.h"
 
 #include <chrono>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -13,7 +14,7 @@ namespace onceflow {
 namespace {
 
 // How often the background thread folds the state changelog into the keyed table.
-constexpr auto kCompactInterval = std::chrono::milliseconds(500);
+constexpr auto kCompactInterval = std::chrono::milliseconds(2000);
 
 }  // namespace
 
@@ -37,6 +38,8 @@ Status DedupGuarantee::Start(const GuaranteeContext& ctx) {
   spec_ = ctx.spec;
   plan_ = ctx.plan;
   StateStore* store = options_.store;
+  if (options_.restore_from >= 0) ONCEFLOW_RETURN_IF_ERROR(RestoreFrom(options_.restore_from));
+  if (options_.savepoint_requests != nullptr) savepoints_seen_ = options_.savepoint_requests->load();
   std::vector<DedupChannel> channels;
   ONCEFLOW_RETURN_IF_ERROR(store->DedupChannels(&channels));
   // The channel names this plan uses; a committed channel that is not among them means
@@ -104,6 +107,111 @@ Status DedupGuarantee::Start(const GuaranteeContext& ctx) {
   ONCEFLOW_RETURN_IF_ERROR(store->DedupSinks(&sinks));
   for (SinkCommit& c : sinks) sinks_[{c.node, c.instance}] = std::move(c);
   compactor_ = std::thread([this] { CompactLoop(); });
+  return Status::Ok();
+}
+
+// A savepoint holds, like a checkpoint, the full keyed state, each source instance's
+// position and each file sink's length, taken while everything was drained: restoring it
+// means every channel out of a source starts at the source's position, and every other
+// channel starts empty at sequence 0.
+Status DedupGuarantee::RestoreFrom(int64_t id) {
+  StateStore* store = options_.store;
+  StateStore::DedupResetData data;
+  if (id != 0) {
+    for (const NodeSpec& ns : spec_->nodes) {
+      if (ns.kind != NodeKind::kOperator) continue;
+      ONCEFLOW_RETURN_IF_ERROR(
+          store->RestoreState(id, ns.id, [&](std::string_view key, std::string_view value) {
+            data.state.emplace_back(ns.id, std::string(key), std::string(value));
+            return Status::Ok();
+          }));
+    }
+    std::vector<SourceOffset> offsets;
+    ONCEFLOW_RETURN_IF_ERROR(store->SourceOffsets(id, &offsets));
+    for (const SourceOffset& o : offsets) {
+      const int node = spec_->NodeIndex(o.node);
+      if (node < 0 || spec_->nodes[node].kind != NodeKind::kSource) continue;
+      const int tail = plan_->chains[plan_->nodes[node].chain].nodes.back();
+      for (int ei : plan_->nodes[tail].out_edges) {
+        const PlanEdge& e = plan_->edges[ei];
+        const int down = plan_->nodes[e.to].parallelism;
+        for (int j = 0; j < down; ++j) {
+          if (e.partition == PartitionKind::kForward && j != o.instance) continue;
+          DedupChannel c;
+          c.channel = SequencedChannelName(spec_->nodes[tail].id, o.instance,
+                                           spec_->nodes[e.to].id, j);
+          c.consumed = o.count;
+          c.pos_name = o.name;
+          c.pos_offset = o.offset;
+          data.channels.push_back(std::move(c));
+        }
+      }
+    }
+    std::vector<SinkCommit> sinks;
+    ONCEFLOW_RETURN_IF_ERROR(store->SinkCommits(id, &sinks));
+    for (SinkCommit& c : sinks) {
+      if (spec_->NodeIndex(c.node) >= 0) data.sinks.push_back(std::move(c));
+    }
+  }
+  spdlog::info("{}: dedup mode restarts from {}", spec_->name,
+               id != 0 ? "savepoint " + std::to_string(id) : std::string("the beginning"));
+  return store->DedupReset(data);
+}
+
+bool DedupGuarantee::SavepointDue() {
+  if (options_.savepoint_requests == nullptr) return false;
+  const int n = options_.savepoint_requests->load(std::memory_order_relaxed);
+  if (n <= savepoints_seen_) return false;
+  savepoints_seen_ = n;
+  return true;
+}
+
+Status DedupGuarantee::Savepoint(const std::vector<TaskSnapshot::SourceSnap>& sources) {
+  const auto t0 = std::chrono::steady_clock::now();
+  StateStore* store = options_.store;
+  std::lock_guard<std::mutex> lock(store_mu_);
+  // The savepoint holds the whole state, not changes since another checkpoint: it starts
+  // a line of its own (no parent), so restoring it never reads older rows.
+  ONCEFLOW_RETURN_IF_ERROR(store->StartLine(0));
+  int64_t id = 0;
+  ONCEFLOW_RETURN_IF_ERROR(store->BeginCheckpoint(CheckpointKind::kSavepoint, &id));
+  std::unique_ptr<CheckpointWriter> w;
+  ONCEFLOW_RETURN_IF_ERROR(store->NewWriter(id, &w));
+  for (const NodeSpec& ns : spec_->nodes) {
+    if (ns.kind != NodeKind::kOperator) continue;
+    std::map<std::string, std::optional<std::string>> keys;
+    ONCEFLOW_RETURN_IF_ERROR(
+        store->DedupState(ns.id, [&](std::string_view key, const std::string_view* value) {
+          auto& slot = keys[std::string(key)];
+          if (value != nullptr) {
+            slot = std::string(*value);
+          } else {
+            slot.reset();
+          }
+          return Status::Ok();
+        }));
+    for (const auto& [key, value] : keys) {
+      if (value) w->PutState(ns.id, key, &*value);
+    }
+  }
+  int64_t events = 0;
+  for (const auto& s : sources) {
+    w->AddSourceOffset({spec_->nodes[s.node].id, s.instance, s.position.name,
+                        static_cast<int64_t>(s.position.offset),
+                        static_cast<int64_t>(s.position.count)});
+    events += static_cast<int64_t>(s.position.count);
+  }
+  for (const auto& [key, c] : sinks_) w->AddSinkCommit(c);
+  w->SetStats(events);
+  ONCEFLOW_RETURN_IF_ERROR(w->Commit(CheckpointStatus::kCompleted));
+  {
+    std::lock_guard<std::mutex> stats(mu_);
+    ++totals_.savepoints;
+  }
+  spdlog::info("savepoint {} taken ({:.0f} ms, {} bytes)", id,
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                   .count(),
+               w->bytes_written());
   return Status::Ok();
 }
 

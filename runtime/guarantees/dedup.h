@@ -53,6 +53,11 @@ struct DedupOptions {
   const Registry* registry = nullptr;
   Chaos* chaos = nullptr;  // may be null
   int max_recoveries = 100;
+  // Before the run: replace what dedup mode committed by savepoint `restore_from`'s
+  // contents (0: by nothing, a start from the beginning); -1: resume from the commits.
+  int64_t restore_from = -1;
+  // Bumped (by a SIGUSR1 handler) to ask for a savepoint. May be null.
+  const std::atomic<int>* savepoint_requests = nullptr;
 };
 
 struct DedupTotals {
@@ -63,6 +68,7 @@ struct DedupTotals {
   int64_t log_rows_max = 0, log_bytes_max = 0;  // dedup log (outbox + changelog) sampled
   int64_t log_rows_end = 0, log_bytes_end = 0;
   int64_t compactions = 0;
+  int savepoints = 0;
 };
 
 // The name of the channel from instance `up` of node `from` to instance `down` of `to`,
@@ -95,6 +101,8 @@ class DedupGuarantee : public Guarantee {
   const std::string& lineage() const override { return options_.store->lineage_id(); }
   bool OnLocalRecovery(int node, const Status& error) override;
   void RecoveredLocally(double ms) override;
+  bool SavepointDue() override;
+  Status Savepoint(const std::vector<TaskSnapshot::SourceSnap>& sources) override;
 
   // Whether the state file held committed positions when the run started (a resume).
   bool resuming() const { return !committed_.empty(); }
@@ -103,6 +111,7 @@ class DedupGuarantee : public Guarantee {
 
  private:
   void CompactLoop();
+  Status RestoreFrom(int64_t id);
   Status RestoreKeyedState(int node, int instance, KeyedState* state);
 
   DedupOptions options_;
@@ -124,6 +133,7 @@ class DedupGuarantee : public Guarantee {
   Status error_;
   DedupTotals totals_;
   std::thread compactor_;
+  int savepoints_seen_ = 0;  // Run thread only
 };
 
 }  // namespace onceflow

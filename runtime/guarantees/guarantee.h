@@ -166,6 +166,13 @@ class Guarantee {
   // (recovery.max_recoveries). RecoveredLocally: how long the recovery took.
   virtual bool OnLocalRecovery(int node, const Status& error) { return false; }
   virtual void RecoveredLocally(double ms) {}
+  // Savepoints without barriers: the executor pauses its sources once SavepointDue() and,
+  // when every channel is drained and committed, hands over the sources' positions (also
+  // at the end of a run stopped by a signal). The Run thread calls both.
+  virtual bool SavepointDue() { return false; }
+  virtual Status Savepoint(const std::vector<TaskSnapshot::SourceSnap>& sources) {
+    return Status::Ok();
+  }
 };
 
 }  // namespace onceflow

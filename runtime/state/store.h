@@ -40,6 +40,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "runtime/core/status.h"
@@ -313,6 +314,15 @@ class StateStore {
   Status DedupCompact(int64_t* rows);
   // Rows and bytes of the dedup log (outbox + changelog), for the run summary.
   Status DedupLogSize(int64_t* rows, int64_t* bytes);
+  // Replaces everything dedup mode committed by `state` (node -> key -> value bytes),
+  // `channels` (consumed positions) and `sinks`, in one transaction committed with
+  // synchronous=FULL: a resume from a savepoint (--from-checkpoint) or from nothing.
+  struct DedupResetData {
+    std::vector<std::tuple<std::string, std::string, std::string>> state;  // node, key, value
+    std::vector<DedupChannel> channels;
+    std::vector<SinkCommit> sinks;
+  };
+  Status DedupReset(const DedupResetData& data);
 
   // ---- source journals (stdin) ----
   // A journal is the byte stream of one source instance (node, instance), stored as

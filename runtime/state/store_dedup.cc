@@ -302,6 +302,38 @@ Status StateStore::DedupCompact(int64_t* rows) {
   return Status::Ok();
 }
 
+Status StateStore::DedupReset(const DedupResetData& data) {
+  return WithTransaction(true, [&] {
+    for (const char* sql : {"DELETE FROM dedup_channels", "DELETE FROM dedup_outbox",
+                            "DELETE FROM dedup_changes", "DELETE FROM dedup_state",
+                            "DELETE FROM dedup_sinks"}) {
+      ONCEFLOW_RETURN_IF_ERROR(Exec(sql));
+    }
+    {
+      Stmt q(db_, "INSERT INTO dedup_state(node, key, value) VALUES(?1, ?2, ?3)");
+      for (const auto& [node, key, value] : data.state) {
+        q.Reset();
+        q.Bind(1, node).BindBlob(2, key).BindBlob(3, value);
+        if (q.Step() != SQLITE_DONE) return Error("restoring dedup state");
+      }
+    }
+    for (const DedupChannel& c : data.channels) {
+      Stmt q(db_,
+             "INSERT INTO dedup_channels(channel, produced, consumed, ended, pos_name, pos_offset)"
+             " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+      q.Bind(1, c.channel).Bind(2, c.produced).Bind(3, c.consumed).Bind(4, c.ended ? 1 : 0)
+          .Bind(5, c.pos_name).Bind(6, c.pos_offset);
+      if (q.Step() != SQLITE_DONE) return Error("restoring dedup positions");
+    }
+    for (const SinkCommit& c : data.sinks) {
+      Stmt q(db_, "INSERT INTO dedup_sinks(node, instance, path, length) VALUES(?1, ?2, ?3, ?4)");
+      q.Bind(1, c.node).Bind(2, c.instance).Bind(3, c.path).Bind(4, c.length);
+      if (q.Step() != SQLITE_DONE) return Error("restoring dedup sink lengths");
+    }
+    return Status::Ok();
+  });
+}
+
 Status StateStore::DedupLogSize(int64_t* rows, int64_t* bytes) {
   *rows = 0;
   *bytes = 0;
