@@ -16,6 +16,7 @@
 
 namespace onceflow {
 class StateStore;
+struct ChaosSpec;
 }
 
 namespace onceflow::cli {
@@ -28,6 +29,7 @@ Command RegisterGraph(CLI::App& app, const Registry& registry);
 Command RegisterOperators(CLI::App& app, const Registry& registry);
 Command RegisterCheckpoints(CLI::App& app, const Registry& registry);
 Command RegisterState(CLI::App& app, const Registry& registry);
+Command RegisterCompare(CLI::App& app, const Registry& registry);
 
 // Loads and validates a pipeline, printing every diagnostic (errors, warnings, notes) on
 // stderr. Returns false when there were errors (the caller exits 2).
@@ -37,6 +39,12 @@ bool LoadAndReport(const std::string& path, const LoadOptions& opts, const Regis
 // Adds the options shared by run/validate/graph (--set, --semantics, --mode, --state,
 // --checkpoint-interval) bound to `opts`.
 void AddLoadOptions(CLI::App* cmd, LoadOptions* opts, bool with_run_overrides);
+// Adds the repeatable --set PATH=VALUE option alone (what `compare` passes on to its runs).
+void AddSetOption(CLI::App* cmd, std::vector<std::string>* sets);
+
+// Status::Invalid when a `fail=` item of --chaos names no node of `spec`, or a node that is
+// not an operator (only operators fail on records).
+Status CheckChaosNodes(const PipelineSpec& spec, const ChaosSpec& chaos);
 
 // Shared by `checkpoints` and `state` (defined in cmd_checkpoints.cc).
 // Prints "onceflow: error: MESSAGE" on stderr and returns the exit code of `st`.

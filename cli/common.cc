@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "runtime/chaos/chaos.h"
 
 namespace onceflow::cli {
 
@@ -13,11 +14,29 @@ bool LoadAndReport(const std::string& path, const LoadOptions& opts, const Regis
   return ok && !diags.has_errors();
 }
 
-void AddLoadOptions(CLI::App* cmd, LoadOptions* opts, bool with_run_overrides) {
-  cmd->add_option("--set", opts->sets,
+void AddSetOption(CLI::App* cmd, std::vector<std::string>* sets) {
+  cmd->add_option("--set", *sets,
                   "override a YAML value: PATH=VALUE, e.g. nodes.out.path=/tmp/o.jsonl "
                   "(repeatable)")
       ->allow_extra_args(false);
+}
+
+Status CheckChaosNodes(const PipelineSpec& spec, const ChaosSpec& chaos) {
+  for (const std::string& node : chaos.NodeNames()) {
+    const NodeSpec* ns = spec.FindNode(node);
+    if (ns == nullptr) {
+      return Status::Invalid("fail=" + node + ": no node '" + node + "' in the pipeline");
+    }
+    if (ns->kind != NodeKind::kOperator) {
+      return Status::Invalid("fail=" + node + ": '" + node + "' is a " + NodeKindName(ns->kind) +
+                             "; only operators fail on records");
+    }
+  }
+  return Status::Ok();
+}
+
+void AddLoadOptions(CLI::App* cmd, LoadOptions* opts, bool with_run_overrides) {
+  AddSetOption(cmd, &opts->sets);
   cmd->add_option("--semantics", opts->semantics,
                   "at-most-once|at-least-once|effectively-once (overrides the file)");
   cmd->add_option("--mode", opts->mode, "snapshot|dedup (overrides the file)");

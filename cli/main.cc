@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   reg(cli::RegisterOperators);
   reg(cli::RegisterCheckpoints);
   reg(cli::RegisterState);
+  reg(cli::RegisterCompare);
 
   try {
     app.parse(argc, argv);
