@@ -87,8 +87,9 @@ def compare_wordcount_under_faults_json():
         if row_is_run(amo):
             check(amo["duplicated"] == 0, f"at-most-once duplicates nothing: {amo}")
         dedup = rows[3]
-        if row_is_run(dedup):
-            check(dedup["lost"] == 0 and dedup["duplicated"] == 0, f"dedup row: {dedup}")
+        check(row_is_run(dedup), f"the dedup row must run: {dedup}")
+        check(dedup["lost"] == 0 and dedup["duplicated"] == 0, f"dedup row: {dedup}")
+        check(dedup["runs"] >= 2, f"crash=2000 kills the first process: {dedup}")
         eo_bad = any(row_is_run(r) and (r["lost"] or r["duplicated"]) for r in rows[2:])
         check(p.returncode == (4 if eo_bad else 0), f"exit {p.returncode}, rows {rows}")
         check(os.listdir(tmp) == [], f"temporary folders removed: {os.listdir(tmp)}")
