@@ -66,6 +66,7 @@ struct SeqLink {
   std::atomic<int64_t> acked{0};       // the consumer committed everything up to here
   std::atomic<bool> acked_end{false};  // ... including the channel's end
   std::mutex mu;                       // guards the re-send request
+  std::atomic<bool> resend_pending{false};  // set with `resend`: a lock-free first look
   bool resend = false;
   int64_t resend_from = 0;  // send everything after this position again
   SourcePosition resend_pos;

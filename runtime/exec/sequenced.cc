@@ -255,9 +255,11 @@ Status Executor::Impl::SeqRunSource(Task& t) {
     for (OutRoute& r : t.outs) {
       for (size_t d = 0; d < r.links.size(); ++d) {
         SeqLink& l = *r.links[d];
+        if (!l.resend_pending.load(std::memory_order_acquire)) continue;
         std::lock_guard<std::mutex> lock(l.mu);
         if (!l.resend) continue;
         l.resend = false;
+        l.resend_pending.store(false, std::memory_order_relaxed);
         r.sent[d] = l.resend_from;
         if (!rewind || static_cast<uint64_t>(l.resend_from) < to.count) {
           to = l.resend_from == 0 ? t.first_pos : l.resend_pos;
@@ -477,6 +479,7 @@ Status Executor::Impl::SeqRunConsumer(Task& t) {
       std::lock_guard<std::mutex> lock(r.links[d]->mu);
       r.links[d]->resend = true;
       r.links[d]->resend_from = r.links[d]->acked.load();
+      r.links[d]->resend_pending.store(true, std::memory_order_release);
     }
   }
   if (t.finished) return SeqFinishConsumer(t, true);
@@ -606,10 +609,12 @@ Status Executor::Impl::SeqServe(Task& t) {
       auto& kept = r.retained[d];
       while (!kept.empty() && kept.front().seq <= acked) kept.pop_front();
       int64_t from = 0;
+      if (!l.resend_pending.load(std::memory_order_acquire)) continue;
       {
         std::lock_guard<std::mutex> lock(l.mu);
         if (!l.resend) continue;
         l.resend = false;
+        l.resend_pending.store(false, std::memory_order_relaxed);
         from = l.resend_from;
       }
       for (const Retained& e : kept) {
@@ -783,6 +788,7 @@ Status Executor::Impl::SeqRecover(Task& t, const Status& cause) {
       in.link->resend_pos.name = in.pos_name;
       in.link->resend_pos.offset = static_cast<uint64_t>(in.pos_offset);
       in.link->resend_pos.count = static_cast<uint64_t>(in.committed);
+      in.link->resend_pending.store(true, std::memory_order_release);
     }
     in.link->producer->notifier.Signal();
   }
