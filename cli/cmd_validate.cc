@@ -37,6 +37,10 @@ void PrintPlanText(const Registry& registry, const PipelineSpec& spec, const Pla
   os << "state: " << spec.state_path;
   if (spec.semantics == Semantics::kAtMostOnce) {
     os << " (not written under at-most-once yet)\n";
+  } else if (spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup) {
+    os << "\ncommits: per task, every 256 envelopes or 50 ms; savepoints on SIGUSR1 and at a "
+          "stop by signal; at most "
+       << spec.max_recoveries << " local recoveries per run\n";
   } else {
     os << "\ncheckpoints: every " << spec.checkpoint_interval_ms << " ms, " << spec.checkpoint_retain
        << " retained (savepoints kept until deleted), at most " << spec.max_recoveries
