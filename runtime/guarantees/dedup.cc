@@ -158,6 +158,42 @@ Status DedupGuarantee::RestoreFrom(int64_t id) {
   return store->DedupReset(data);
 }
 
+// Journaled sources (stdin): the stream before the lowest position any consumer of the
+// source committed is never read again (store_mu_ held).
+Status DedupGuarantee::PruneJournals() {
+  std::vector<DedupChannel> channels;
+  ONCEFLOW_RETURN_IF_ERROR(options_.store->DedupChannels(&channels));
+  std::map<std::string, const DedupChannel*> by_name;
+  for (const DedupChannel& c : channels) by_name[c.channel] = &c;
+  std::map<std::pair<std::string, int>, int64_t> needs;
+  std::vector<std::pair<int, int>> sources;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, j] : journals_) sources.push_back(key);
+  }
+  for (const auto& [node, instance] : sources) {
+    const int tail = plan_->chains[plan_->nodes[node].chain].nodes.back();
+    int64_t lowest = -1;
+    bool all = true;
+    for (int ei : plan_->nodes[tail].out_edges) {
+      const PlanEdge& e = plan_->edges[ei];
+      for (int j = 0; j < plan_->nodes[e.to].parallelism; ++j) {
+        if (e.partition == PartitionKind::kForward && j != instance) continue;
+        auto it = by_name.find(
+            SequencedChannelName(spec_->nodes[tail].id, instance, spec_->nodes[e.to].id, j));
+        if (it == by_name.end()) {
+          all = false;
+          continue;
+        }
+        if (lowest < 0 || it->second->pos_offset < lowest) lowest = it->second->pos_offset;
+      }
+    }
+    if (all && lowest >= 0) needs[{spec_->nodes[node].id, instance}] = lowest;
+  }
+  if (needs.empty()) return Status::Ok();
+  return options_.store->DedupPruneJournals(needs);
+}
+
 bool DedupGuarantee::SavepointDue() {
   if (options_.savepoint_requests == nullptr) return false;
   const int n = options_.savepoint_requests->load(std::memory_order_relaxed);
@@ -226,6 +262,7 @@ void DedupGuarantee::CompactLoop() {
     {
       std::lock_guard<std::mutex> store_lock(store_mu_);
       st = options_.store->DedupCompact(&rows);
+      if (st.ok() && !journals_.empty()) st = PruneJournals();
       if (st.ok()) st = options_.store->DedupLogSize(&log_rows, &log_bytes);
     }
     lock.lock();

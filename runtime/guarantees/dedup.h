@@ -112,6 +112,7 @@ class DedupGuarantee : public Guarantee {
  private:
   void CompactLoop();
   Status RestoreFrom(int64_t id);
+  Status PruneJournals();
   Status RestoreKeyedState(int node, int instance, KeyedState* state);
 
   DedupOptions options_;

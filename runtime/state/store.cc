@@ -1476,7 +1476,12 @@ Status StateStore::PruneJournals(int64_t* dropped_bytes) {
   return WithTransaction(false, [&] { return PruneJournalsLocked(dropped_bytes); });
 }
 
-Status StateStore::PruneJournalsLocked(int64_t* dropped_bytes) {
+Status StateStore::DedupPruneJournals(const std::map<std::pair<std::string, int>, int64_t>& needs) {
+  return WithTransaction(false, [&] { return PruneJournalsLocked(nullptr, &needs); });
+}
+
+Status StateStore::PruneJournalsLocked(int64_t* dropped_bytes,
+                                       const std::map<std::pair<std::string, int>, int64_t>* needs) {
   if (dropped_bytes) *dropped_bytes = 0;
   if (schema_version_ < 2) return Status::Ok();
   std::vector<std::pair<std::string, int64_t>> journals;
@@ -1493,11 +1498,23 @@ Status StateStore::PruneJournalsLocked(int64_t* dropped_bytes) {
               " WHERE o.node=?1 AND o.instance=?2 AND c.status!='pending'");
     need.Bind(1, node).Bind(2, instance);
     if (need.Step() != SQLITE_ROW) return Error("reading source offsets");
-    if (need.IsNull(0)) continue;  // no checkpoint yet: a resume replays the whole journal
+    // Dedup mode: the lowest position its consumers committed is needed too (and without
+    // it, nothing may go).
+    const std::map<std::pair<std::string, int>, int64_t>::const_iterator dedup =
+        needs != nullptr ? needs->find({node, static_cast<int>(instance)})
+                         : std::map<std::pair<std::string, int>, int64_t>::const_iterator();
+    if (needs != nullptr && dedup == needs->end()) continue;
+    int64_t needed = 0;
+    if (need.IsNull(0)) {
+      if (needs == nullptr) continue;  // no checkpoint yet: a resume replays the whole journal
+      needed = dedup->second;
+    } else {
+      needed = needs != nullptr ? std::min(need.Int(0), dedup->second) : need.Int(0);
+    }
     // Chunks before the one holding that offset end at or before it.
     Stmt holder(db_,
                 "SELECT max(offset) FROM journal WHERE node=?1 AND instance=?2 AND offset<=?3");
-    holder.Bind(1, node).Bind(2, instance).Bind(3, need.Int(0));
+    holder.Bind(1, node).Bind(2, instance).Bind(3, needed);
     if (holder.Step() != SQLITE_ROW) return Error("reading the journal");
     if (holder.IsNull(0)) continue;
     int64_t keep_from = holder.Int(0);

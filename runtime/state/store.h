@@ -37,6 +37,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -323,6 +324,10 @@ class StateStore {
     std::vector<SinkCommit> sinks;
   };
   Status DedupReset(const DedupResetData& data);
+  // PruneJournals for dedup mode: `needs` holds, per journaled source (node, instance),
+  // the lowest stream offset its consumers committed; chunks wholly before it (and before
+  // every checkpoint's offset — savepoints) go, the first chunk stays. One transaction.
+  Status DedupPruneJournals(const std::map<std::pair<std::string, int>, int64_t>& needs);
 
   // ---- source journals (stdin) ----
   // A journal is the byte stream of one source instance (node, instance), stored as
@@ -359,7 +364,11 @@ class StateStore {
   Status DeleteLocked(int64_t id);                     // inside a transaction
   Status MergeLocked(const CheckpointInfo& info, int64_t child);  // inside a transaction
   Status DropOrphanedMerged(int64_t id);                          // inside a transaction
-  Status PruneJournalsLocked(int64_t* dropped_bytes);  // inside a transaction
+  // inside a transaction; `needs`: dedup mode's lowest committed offset per journaled
+  // (node, instance) — only those are pruned, and not past it.
+  Status PruneJournalsLocked(
+      int64_t* dropped_bytes,
+      const std::map<std::pair<std::string, int>, int64_t>* needs = nullptr);
   Status CommitWriter(CheckpointWriter* w, CheckpointStatus status);
   Status WithTransaction(bool full_sync, const std::function<Status()>& body);
   Status Error(const std::string& what) const;
