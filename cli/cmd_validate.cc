@@ -35,12 +35,12 @@ void PrintPlanText(const Registry& registry, const PipelineSpec& spec, const Pla
      << " channels\n";
   os << "semantics: " << SemanticsLabel(spec) << "\n";
   os << "state: " << spec.state_path;
+  os << "\ncheckpoints: every " << spec.checkpoint_interval_ms << " ms, " << spec.checkpoint_retain
+     << " retained (savepoints kept until deleted), at most " << spec.max_recoveries
+     << " recoveries per run\n";
   if (spec.semantics == Semantics::kAtMostOnce) {
-    os << " (not written under at-most-once yet)\n";
-  } else {
-    os << "\ncheckpoints: every " << spec.checkpoint_interval_ms << " ms, " << spec.checkpoint_retain
-       << " retained (savepoints kept until deleted), at most " << spec.max_recoveries
-       << " recoveries per run\n";
+    os << "at-most-once: source positions committed ahead of processing; a resume skips "
+          "past them, failed records are dropped\n";
   }
   os << "tasks:\n";
   for (size_t c = 0; c < plan.chains.size(); ++c) {
