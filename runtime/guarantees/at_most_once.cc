@@ -46,15 +46,31 @@ bool DecodeLeases(const std::string& text, std::vector<ReadAheadLease>* leases) 
   return true;
 }
 
-uint64_t LeaseSize(uint64_t records, double seconds) {
+uint64_t LeaseSize(uint64_t records, double seconds, double horizon) {
   if (seconds <= 0 || records == 0) return kMinLease;
-  const double want = static_cast<double>(records) / seconds * kLeaseSeconds;
+  const double want = static_cast<double>(records) / seconds * horizon;
   if (want >= static_cast<double>(kMaxLease)) return kMaxLease;
   return std::clamp<uint64_t>(static_cast<uint64_t>(want), kMinLease, kMaxLease);
 }
 
-uint64_t NextLeaseSize(uint64_t previous, uint64_t records, double seconds) {
-  return std::max(kMinLease, std::min(LeaseSize(records, seconds), 2 * previous));
+uint64_t NextLeaseSize(uint64_t previous, uint64_t records, double seconds, double latency_s) {
+  const double horizon = std::max(kLeaseSeconds, 2 * latency_s);
+  return std::max(kMinLease, std::min(LeaseSize(records, seconds, horizon), 2 * previous));
+}
+
+ReadAhead::ReadAhead(Persist persist) : persist_(std::move(persist)) {
+  writer_ = std::thread([this] { WriterLoop(); });
+}
+
+ReadAhead::~ReadAhead() { Stop(); }
+
+void ReadAhead::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
 }
 
 Status ReadAhead::Load(StateStore* store) {
@@ -68,48 +84,112 @@ Status ReadAhead::Load(StateStore* store) {
   std::lock_guard<std::mutex> lock(mu_);
   leases_.clear();
   for (ReadAheadLease& l : leases) {
-    auto key = std::make_pair(l.node, l.instance);
-    leases_[key].lease = std::move(l);
+    Slot& slot = leases_[{l.node, l.instance}];
+    slot.lease = std::move(l);
+    slot.wanted = slot.lease;
   }
   return Status::Ok();
 }
 
 Status ReadAhead::Clear(StateStore* store) {
+  Stop();
   std::lock_guard<std::mutex> lock(mu_);
   leases_.clear();
   return store->PutMeta(kMetaKey, "", /*full_sync=*/true);
 }
 
-Status ReadAhead::Extend(const std::string& node, int instance, const SourcePosition& after,
-                         const std::function<Status(const std::string&)>& persist,
-                         bool* extended) {
-  if (extended != nullptr) *extended = false;
-  std::lock_guard<std::mutex> lock(mu_);
-  Slot& slot = leases_[{node, instance}];
-  if (slot.lease.node.empty()) {
-    slot.lease.node = node;
-    slot.lease.instance = instance;
-  }
-  if (after.count <= slot.lease.until) return Status::Ok();  // the hot path
+void ReadAhead::Request(Slot& slot, const SourcePosition& after) {
   const Clock::time_point now = Clock::now();
   uint64_t size = kMinLease;
-  if (slot.granted != Clock::time_point{} && after.count > slot.lease.at.count) {
-    size = NextLeaseSize(slot.lease.until - slot.lease.at.count, after.count - slot.lease.at.count,
-                         std::chrono::duration<double>(now - slot.granted).count());
+  if (slot.asked != Clock::time_point{} && after.count > slot.asked_count) {
+    size = NextLeaseSize(slot.lease.until - slot.lease.at.count, after.count - slot.asked_count,
+                         std::chrono::duration<double>(now - slot.asked).count(), latency_s_);
   }
-  Slot next = slot;
-  next.lease.at = after;
-  next.lease.until = after.count + size;
-  next.granted = now;
-  std::vector<ReadAheadLease> all;
-  all.reserve(leases_.size());
-  for (const auto& [key, s] : leases_) all.push_back(&s == &slot ? next.lease : s.lease);
-  // Committed before any record of the batch is processed: a crash from here on resumes
-  // past `until`, so nothing up to it can be processed twice.
-  ONCEFLOW_RETURN_IF_ERROR(persist(EncodeLeases(all)));
-  slot = std::move(next);
-  if (extended != nullptr) *extended = true;
-  return Status::Ok();
+  slot.asked = now;
+  slot.asked_count = after.count;
+  slot.wanted = slot.lease;
+  slot.wanted.at = after;
+  slot.wanted.until = after.count + size;
+  cv_.notify_all();
+}
+
+bool ReadAhead::Pending() const {
+  for (const auto& [key, slot] : leases_) {
+    if (slot.wanted.until > slot.lease.until) return true;
+  }
+  return false;
+}
+
+Status ReadAhead::Extend(const std::string& node, int instance, const SourcePosition& after) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!error_.ok()) return error_;
+  Slot& slot = leases_[{node, instance}];
+  if (slot.lease.node.empty()) {
+    slot.lease.node = slot.wanted.node = node;
+    slot.lease.instance = slot.wanted.instance = instance;
+  }
+  const uint64_t until = slot.lease.until;
+  const uint64_t half = (until - slot.lease.at.count) / 2;
+  const bool pending = slot.wanted.until > until;
+  if (after.count <= until) {
+    // The hot path. Half of the lease used: the next one is committed in the background.
+    if (!pending && after.count >= until - half) Request(slot, after);
+    return Status::Ok();
+  }
+  // Beyond the lease: nothing of this batch may be processed before a lease covering it is
+  // durable — a crash from then on resumes past it.
+  if (!pending || slot.wanted.until < after.count) {
+    if (!slot.in_flight) Request(slot, after);
+  }
+  cv_.wait(lock, [&] {
+    return slot.lease.until >= after.count || !error_.ok() || stopping_ ||
+           (!slot.in_flight && slot.wanted.until < after.count);
+  });
+  if (!error_.ok()) return error_;
+  if (stopping_ && slot.lease.until < after.count) return Status::Cancelled("cancelled");
+  if (slot.lease.until >= after.count) return Status::Ok();
+  // The commit in flight when we came covered less than this batch: ask again.
+  lock.unlock();
+  return Extend(node, instance, after);
+}
+
+void ReadAhead::WaitIdle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !Pending() || !error_.ok() || stopping_; });
+}
+
+void ReadAhead::WriterLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || (error_.ok() && Pending()); });
+    if (stopping_) return;
+    // One commit for every pending request; the value holds every instance's newest
+    // lease, committed or wanted, so no commit ever goes back on an earlier one.
+    std::vector<ReadAheadLease> all;
+    all.reserve(leases_.size());
+    std::vector<std::pair<Slot*, ReadAheadLease>> committing;
+    for (auto& [key, slot] : leases_) {
+      if (slot.wanted.until > slot.lease.until) {
+        slot.in_flight = true;
+        committing.emplace_back(&slot, slot.wanted);
+        all.push_back(slot.wanted);
+      } else {
+        all.push_back(slot.lease);
+      }
+    }
+    lock.unlock();
+    const Clock::time_point t0 = Clock::now();
+    Status st = persist_(EncodeLeases(all));
+    const double latency = std::chrono::duration<double>(Clock::now() - t0).count();
+    lock.lock();
+    latency_s_ = latency;
+    for (auto& [slot, lease] : committing) {
+      slot->in_flight = false;
+      if (st.ok()) slot->lease = lease;
+    }
+    if (!st.ok()) error_ = st.WithContext("cannot commit the read-ahead of at-most-once");
+    cv_.notify_all();
+  }
 }
 
 Status ReadAhead::Skip(const std::string& node, int instance, Source* source, uint64_t* skipped) {

@@ -205,6 +205,7 @@ Status RollForward(StateStore* store, const PipelineSpec& spec, const Registry& 
 SnapshotGuarantee::SnapshotGuarantee(SnapshotOptions options) : options_(options) {}
 
 SnapshotGuarantee::~SnapshotGuarantee() {
+  read_ahead_.reset();  // its writer thread uses store_mu_, a later member
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -238,7 +239,10 @@ Status SnapshotGuarantee::Start(const GuaranteeContext& ctx) {
   }
   if (options_.resume_from != 0) ONCEFLOW_RETURN_IF_ERROR(LoadRestore());
   if (options_.read_ahead) {
-    read_ahead_ = std::make_unique<ReadAhead>();
+    read_ahead_ = std::make_unique<ReadAhead>([this](const std::string& value) {
+      std::lock_guard<std::mutex> sl(store_mu_);
+      return options_.store->PutMeta(ReadAhead::kMetaKey, value, /*full_sync=*/true);
+    });
     std::lock_guard<std::mutex> sl(store_mu_);
     ONCEFLOW_RETURN_IF_ERROR(read_ahead_->Load(options_.store));
   }
@@ -379,11 +383,7 @@ Status SnapshotGuarantee::BeforeSourceBatch(const SourceBatch& batch) {
   if (!read_ahead_) return Status::Ok();
   // At-most-once: the lease must cover the batch, durably, before it is processed.
   return read_ahead_->Extend(spec_->nodes[batch.node].id, batch.instance,
-                             batch.source->Position(), [this](const std::string& value) {
-                               std::lock_guard<std::mutex> sl(store_mu_);
-                               return options_.store->PutMeta(ReadAhead::kMetaKey, value,
-                                                              /*full_sync=*/true);
-                             });
+                             batch.source->Position());
 }
 
 FailureAction SnapshotGuarantee::OnTaskFailure(int, int, const Status& error) {
