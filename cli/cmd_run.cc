@@ -1,7 +1,8 @@
 // `onceflow run`: load and validate, plan, execute under the chosen guarantee, and report
 // a summary. Every guarantee keeps a state file and runs on the snapshot machinery
-// (snapshot.h); at-most-once adds read-ahead leases (at_most_once.h). Signals: SIGINT/SIGTERM stop the sources cleanly (a second one exits at
-// once); the exit code is then 130/143.
+// (snapshot.h); at-most-once adds read-ahead leases (at_most_once.h). Signals:
+// SIGINT/SIGTERM stop the sources cleanly (a second one exits at once); the exit code is
+// then 130/143.
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
