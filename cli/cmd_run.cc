@@ -1,6 +1,8 @@
 // `onceflow run`: load and validate, plan, execute under the chosen guarantee, and report
-// a summary. Signals: SIGINT/SIGTERM stop the sources cleanly (a second one exits at
-// once); the exit code is then 130/143.
+// a summary. Every guarantee keeps a state file and runs on the snapshot machinery
+// (snapshot.h); at-most-once adds read-ahead leases (at_most_once.h). Signals:
+// SIGINT/SIGTERM stop the sources cleanly (a second one exits at once); the exit code is
+// then 130/143.
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -128,6 +130,7 @@ struct RunTotals {
   // From the start of the command until the first attempt had every node open (restore
   // included): what a restart after a crash costs before processing resumes.
   double open_s = 0;
+  std::map<std::string, uint64_t> skipped_ahead;  // per source: at-most-once resume skips
 };
 
 bool DedupMode(const PipelineSpec& spec) {
@@ -151,6 +154,8 @@ nlohmann::json Summary(const PipelineSpec& spec, const RunStats& stats, const Ru
   for (const NodeStats& n : stats.nodes) {
     if (n.kind == NodeKind::kSource) {
       sources[n.id] = {{"events", n.processed}, {"skipped", n.skipped}, {"replayed", n.replayed}};
+      auto ahead = totals.skipped_ahead.find(n.id);
+      if (ahead != totals.skipped_ahead.end()) sources[n.id]["skipped_ahead"] = ahead->second;
     } else if (n.kind == NodeKind::kSink) {
       sinks[n.id] = {{"records", n.processed}, {"skipped", n.skipped}};
     } else {
@@ -210,12 +215,10 @@ void Accumulate(const RunStats& s, RunStats* total) {
   }
 }
 
-// Every guarantee but at-most-once (which keeps no state yet) runs on checkpoints.
-bool Checkpointing(const PipelineSpec& spec) { return spec.semantics != Semantics::kAtMostOnce; }
-
 // Where a checkpointing run starts, decided from the state file and the flags.
 struct StartPoint {
   int64_t resume_from = 0;  // 0: from the beginning
+  bool replay = false;      // --from-checkpoint ID: a replay of a chosen checkpoint
   bool already_completed = false;
   std::set<std::string> skip_restore;
 };
@@ -280,6 +283,11 @@ Status PrepareState(const PipelineSpec& spec, const RunArgs& args, const Registr
     return c != nullptr && c->kind == CheckpointKind::kFinal &&
            c->status == CheckpointStatus::kCompleted;
   };
+  // Starting from the beginning or replaying a chosen checkpoint re-reads the input on
+  // purpose: at-most-once's read-ahead leases of the abandoned run no longer apply.
+  if (args.fresh || (!args.from_checkpoint.empty() && args.from_checkpoint != "latest")) {
+    ONCEFLOW_RETURN_IF_ERROR(store->PutMeta(ReadAhead::kMetaKey, "", /*full_sync=*/true));
+  }
   if (args.fresh) {
     ONCEFLOW_RETURN_IF_ERROR(store->Fresh());
     ONCEFLOW_RETURN_IF_ERROR(SaveFiredFaults(store, *chaos));  // nothing fired yet
@@ -301,6 +309,7 @@ Status PrepareState(const PipelineSpec& spec, const RunArgs& args, const Registr
     }
     ONCEFLOW_RETURN_IF_ERROR(store->StartLine(id));
     sp->resume_from = id;
+    sp->replay = true;
   } else {
     if (completed_final(find(head))) {
       sp->already_completed = true;
@@ -319,17 +328,6 @@ bool CheckRunFlags(const PipelineSpec& spec, const RunArgs& args, ChaosSpec* cha
     std::cerr << "onceflow: error: " << msg << "\n";
     return false;
   };
-  const bool checkpointing = Checkpointing(spec);
-  if (!checkpointing) {
-    for (auto [flag, given] :
-         {std::pair<const char*, bool>{"--from-checkpoint", !args.from_checkpoint.empty()},
-          {"--allow-topology-change", args.allow_topology_change},
-          {"--chaos", !args.chaos.empty()}}) {
-      if (given) {
-        return fail(std::string(flag) + " needs checkpoints: at-most-once runs keep no state yet");
-      }
-    }
-  }
   if (args.fresh && !args.from_checkpoint.empty()) {
     return fail("--fresh and --from-checkpoint exclude each other");
   }
@@ -354,6 +352,16 @@ bool CheckRunFlags(const PipelineSpec& spec, const RunArgs& args, ChaosSpec* cha
     }
   }
   return true;
+}
+
+// At-most-once: whether a previous process left read-ahead leases (it ran, maybe crashed,
+// and its input positions are past what any checkpoint says). Such a run continues even
+// without a checkpoint to restore: its sinks keep what was written, its sources skip past
+// the leases. A state file that cannot say counts as none.
+bool HasReadAhead(StateStore* store) {
+  std::string value;
+  bool found = false;
+  return store->GetMeta(ReadAhead::kMetaKey, &value, &found).ok() && found && !value.empty();
 }
 
 // One executor run with an optional status line.
@@ -428,7 +436,6 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
     }
     ChaosSpec chaos_spec;
     if (!CheckRunFlags(spec, *args, &chaos_spec)) return kExitInvalid;
-    const bool checkpointing = Checkpointing(spec);
 
     Plan plan = BuildPlan(spec);
     InstallSignalHandlers();
@@ -436,15 +443,7 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
     ro.max_events = args->max_events;
     ro.duration_ms = duration_ms;
     ro.stop_signal = &g_stop_signal;
-    RunStats stats;
     RunTotals totals;
-    if (!checkpointing) {
-      ro.fresh_start = true;  // at-most-once keeps no state between runs yet
-      const auto t_run = std::chrono::steady_clock::now();
-      Status st = RunOnce(spec, plan, registry, ro, &stats);
-      totals.open_s = since_command(t_run) + stats.open_s;
-      return Report(spec, *args, st, stats, totals);
-    }
 
     std::unique_ptr<StateStore> store;
     Status st = StateStore::Open(spec.state_path, spec.name, OpenMode{}, &store);
@@ -463,13 +462,14 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
       std::cerr << "onceflow: " << spec.name << ": already completed (use --fresh to start over)\n";
       return kExitOk;
     }
-    if (sp.resume_from != 0) {
+    if (sp.resume_from != 0 && !DedupMode(spec)) {
       spdlog::info("{}: resuming from checkpoint {}", spec.name, sp.resume_from);
     }
     if (chaos.enabled()) spdlog::info("fault injection: {}", chaos_spec.ToString());
 
     if (DedupMode(spec)) {
       // Failures are recovered inside the failing task (DedupGuarantee): one attempt.
+      RunStats stats;
       std::vector<DedupChannel> committed;
       std::vector<SinkCommit> sinks;
       st = store->DedupChannels(&committed);
@@ -528,11 +528,17 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
       so.retain = spec.checkpoint_retain;
       so.skip_restore = sp.skip_restore;
       so.savepoint_requests = &g_savepoint_requests;
-      SnapshotGuarantee guarantee(spec.semantics == Semantics::kAtLeastOnce ? AtLeastOnceOptions(so)
-                                                                            : so);
+      if (spec.semantics == Semantics::kAtLeastOnce) so = AtLeastOnceOptions(so);
+      if (spec.semantics == Semantics::kAtMostOnce) {
+        so = AtMostOnceOptions(so);
+        // A replay of a chosen checkpoint is exact (SPEC §4): file sinks are cut back.
+        so.cut_sinks_back = sp.replay;
+      }
+      sp.replay = false;  // a recovery during the replay resumes it like any run
+      SnapshotGuarantee guarantee(so);
       ro.guarantee = &guarantee;
       ro.chaos = &chaos;
-      ro.fresh_start = sp.resume_from == 0;
+      ro.fresh_start = sp.resume_from == 0 && !HasReadAhead(store.get());
       if (args->max_events != 0)
         ro.max_events = args->max_events - std::min(args->max_events, total.source_events);
       if (duration_ms > 0) {
@@ -564,6 +570,8 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
         uint64_t& far = reached[static_cast<int>(i)];
         s.nodes[i].replayed = far > restored ? std::min(read, far - restored) : 0;
         far = std::max(far, restored + read);
+        if (const uint64_t skipped = guarantee.skipped_ahead(static_cast<int>(i)); skipped > 0)
+          totals.skipped_ahead[s.nodes[i].id] += skipped;
       }
       Accumulate(s, &total);
       const CheckpointTotals& c = guarantee.totals();

@@ -35,9 +35,7 @@ void PrintPlanText(const Registry& registry, const PipelineSpec& spec, const Pla
      << " channels\n";
   os << "semantics: " << SemanticsLabel(spec) << "\n";
   os << "state: " << spec.state_path;
-  if (spec.semantics == Semantics::kAtMostOnce) {
-    os << " (not written under at-most-once yet)\n";
-  } else if (spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup) {
+  if (spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup) {
     os << "\ncommits: per task, every 256 envelopes or 50 ms; savepoints on SIGUSR1 and at a "
           "stop by signal; at most "
        << spec.max_recoveries << " local recoveries per run\n";
@@ -45,6 +43,10 @@ void PrintPlanText(const Registry& registry, const PipelineSpec& spec, const Pla
     os << "\ncheckpoints: every " << spec.checkpoint_interval_ms << " ms, " << spec.checkpoint_retain
        << " retained (savepoints kept until deleted), at most " << spec.max_recoveries
        << " recoveries per run\n";
+  }
+  if (spec.semantics == Semantics::kAtMostOnce) {
+    os << "at-most-once: source positions committed ahead of processing; a resume skips "
+          "past them, failed records are dropped\n";
   }
   os << "tasks:\n";
   for (size_t c = 0; c < plan.chains.size(); ++c) {

@@ -28,7 +28,8 @@
 // downstream.
 //
 // Fault injection (--chaos): operators with a `fail=` probability check each record
-// before Process (a transient failure the guarantee may recover from); sources count
+// before Process (a transient failure the guarantee may recover from, or a dropped record
+// when the guarantee's drop_failed_records() says so); sources count
 // events for crash=/crash-prob=; hazard points are passed at barriers and sink writes.
 //
 // Threading hazards handled here:
@@ -41,7 +42,6 @@
 //   * Statistics are relaxed atomics bumped once per batch; Progress() may read them from
 //     any thread.
 #include "runtime/exec/executor.h"
-#include "runtime/exec/executor_impl.h"
 
 #include <algorithm>
 #include <chrono>
@@ -53,6 +53,7 @@
 #include "runtime/chaos/chaos.h"
 #include "runtime/exec/channel.h"
 #include "runtime/exec/error_handler.h"
+#include "runtime/exec/executor_impl.h"
 #include "runtime/guarantees/at_most_once.h"
 #include "runtime/guarantees/guarantee.h"
 #include "runtime/plan/partitioner.h"
@@ -106,7 +107,12 @@ void Executor::Impl::Setup() {
         Task& consumer = task_of(e.to, i);
         edge_channels[ei].push_back(
             std::make_unique<Channel>(opt.channel_capacity, &consumer.notifier));
-        consumer.inputs.push_back({edge_channels[ei].back().get(), e.port, false});
+        {
+          InChannel in;
+          in.channel = edge_channels[ei].back().get();
+          in.port = e.port;
+          consumer.inputs.push_back(std::move(in));
+        }
       }
     } else {
       for (int i = 0; i < up; ++i) {
@@ -114,7 +120,12 @@ void Executor::Impl::Setup() {
           Task& consumer = task_of(e.to, j);
           edge_channels[ei].push_back(
               std::make_unique<Channel>(opt.channel_capacity, &consumer.notifier));
-          consumer.inputs.push_back({edge_channels[ei].back().get(), e.port, false});
+          {
+            InChannel in;
+            in.channel = edge_channels[ei].back().get();
+            in.port = e.port;
+            consumer.inputs.push_back(std::move(in));
+          }
         }
       }
     }
@@ -556,11 +567,14 @@ Status Executor::Impl::ProcessFrom(Task& t, size_t first, int port, RecordBatch&
       if (chaos_on()) Passage(HazardPoint::kAfterSinkWrite);
       return st;
     }
-    if (m.fail_p > 0) ONCEFLOW_RETURN_IF_ERROR(InjectFailures(m, *cur));
+    if (m.fail_p > 0) {
+      ONCEFLOW_RETURN_IF_ERROR(InjectFailures(m, *cur));
+      if (cur->empty()) return Status::Ok();  // every record dropped
+    }
     m.out.clear();
     Emitter em(&m.out);
     ONCEFLOW_RETURN_IF_ERROR(m.op->Process(port, *cur, em));
-    m.metrics->processed.fetch_add(n, std::memory_order_relaxed);
+    m.metrics->processed.fetch_add(cur->size(), std::memory_order_relaxed);  // after drops
     m.metrics->emitted.fetch_add(m.out.size(), std::memory_order_relaxed);
     port = 0;  // a chained edge is its downstream's only input
     cur = &m.out;
@@ -674,13 +688,26 @@ Status Executor::Impl::ForwardBarrier(Task& t, uint64_t id) {
   return Status::Ok();
 }
 
-Status Executor::Impl::InjectFailures(Member& m, const RecordBatch& batch) {
+// A record that fails either fails the task (transient: the guarantee recovers) or, when
+// the guarantee drops failed records, is removed from `batch` and counted as dropped.
+Status Executor::Impl::InjectFailures(Member& m, RecordBatch& batch) {
   const std::string& id = NodeId(m.node);
-  for (const Record& r : batch) {
-    if (opt.chaos->ShouldFail(id, r.origin.position)) {
-      return Status::Transient("injected failure (--chaos fail=" + id + ") on the record at " +
-                               "source position " + std::to_string(r.origin.position));
+  const bool drop = guarantee->drop_failed_records();
+  size_t kept = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (opt.chaos->ShouldFail(id, batch[i].origin.position)) {
+      if (!drop) {
+        return Status::Transient("injected failure (--chaos fail=" + id + ") on the record at " +
+                                 "source position " + std::to_string(batch[i].origin.position));
+      }
+      continue;
     }
+    if (kept != i) batch[kept] = std::move(batch[i]);
+    ++kept;
+  }
+  if (kept < batch.size()) {
+    m.metrics->dropped.fetch_add(batch.size() - kept, std::memory_order_relaxed);
+    batch.resize(kept);
   }
   return Status::Ok();
 }

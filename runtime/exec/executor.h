@@ -33,7 +33,7 @@ struct RunOptions {
   const std::atomic<int>* stop_signal = nullptr;
   bool fresh_start = true;     // sinks truncate their outputs
   // The control-path strategy (runtime/guarantees/); must outlive Run(). nullptr means
-  // at-most-once without a state file (AtMostOnce).
+  // at-most-once without a state file (StatelessGuarantee).
   Guarantee* guarantee = nullptr;
   // Fault injection (--chaos); nullptr or a disabled Chaos injects nothing. Must outlive
   // Run(); shared across the attempts of a run so a fault fires once per place.

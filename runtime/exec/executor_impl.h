@@ -152,7 +152,7 @@ struct Executor::Impl {
   const Plan& plan;
   const Registry& registry;
   RunOptions opt;
-  AtMostOnce default_guarantee;
+  StatelessGuarantee default_guarantee;
   Guarantee* guarantee = nullptr;
 
   // ---- built by Setup(), immutable while tasks run ----
@@ -212,7 +212,7 @@ struct Executor::Impl {
   Status InjectBarrier(Task& t, uint64_t id);
   Status Snapshot(Task& t, uint64_t id, int64_t alignment_ns);
   Status ForwardBarrier(Task& t, uint64_t id);
-  Status InjectFailures(Member& m, const RecordBatch& batch);
+  Status InjectFailures(Member& m, RecordBatch& batch);
   void Passage(HazardPoint point);
   [[noreturn]] void Crash();
   bool chaos_on() const { return opt.chaos != nullptr && opt.chaos->enabled(); }

@@ -125,6 +125,10 @@ class Guarantee {
   // A non-Ok status fails the run (e.g. the offset could not be persisted).
   virtual Status BeforeSourceBatch(const SourceBatch& batch) = 0;
   virtual FailureAction OnTaskFailure(int node, int instance, const Status& error) = 0;
+  // A record an operator fails on (--chaos fail=) is dropped and counted in the node's
+  // `dropped` instead of failing the task (at-most-once: losing it is allowed, recovering
+  // would be a restart). Asked per batch by the tasks of a node that may fail.
+  virtual bool drop_failed_records() const { return false; }
   // May turn a successful run into a failed one (e.g. the final commit failed).
   virtual Status End(const RunEnd& end) = 0;
 

@@ -207,6 +207,7 @@ Status RollForward(StateStore* store, const PipelineSpec& spec, const Registry& 
 SnapshotGuarantee::SnapshotGuarantee(SnapshotOptions options) : options_(options) {}
 
 SnapshotGuarantee::~SnapshotGuarantee() {
+  read_ahead_.reset();  // its writer thread uses store_mu_, a later member
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -239,6 +240,14 @@ Status SnapshotGuarantee::Start(const GuaranteeContext& ctx) {
     for (const std::string& p : dead_letter_paths_) ONCEFLOW_RETURN_IF_ERROR(CutFile(p, 0));
   }
   if (options_.resume_from != 0) ONCEFLOW_RETURN_IF_ERROR(LoadRestore());
+  if (options_.read_ahead) {
+    read_ahead_ = std::make_unique<ReadAhead>([this](const std::string& value) {
+      std::lock_guard<std::mutex> sl(store_mu_);
+      return options_.store->PutMeta(ReadAhead::kMetaKey, value, /*full_sync=*/true);
+    });
+    std::lock_guard<std::mutex> sl(store_mu_);
+    ONCEFLOW_RETURN_IF_ERROR(read_ahead_->Load(options_.store));
+  }
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
 }
@@ -351,14 +360,32 @@ Status SnapshotGuarantee::BeforeOpen(int node, int instance, NodeContext* ctx, K
 
 Status SnapshotGuarantee::AfterOpen(int node, int instance, Source* source) {
   auto it = restore_offsets_.find({node, instance});
-  if (it == restore_offsets_.end()) return Status::Ok();  // a new source starts at the beginning
-  return source->Seek(it->second);
+  // A new source starts at the beginning.
+  if (it != restore_offsets_.end()) ONCEFLOW_RETURN_IF_ERROR(source->Seek(it->second));
+  if (!read_ahead_) return Status::Ok();
+  // At-most-once: never re-read what the previous process may have processed.
+  uint64_t skipped = 0;
+  ONCEFLOW_RETURN_IF_ERROR(read_ahead_->Skip(spec_->nodes[node].id, instance, source, &skipped));
+  if (skipped > 0) {
+    spdlog::warn(
+        "source '{}' instance {}: skipped {} records read ahead before the previous run "
+        "ended (at-most-once: they are not replayed; those not yet processed are lost)",
+        spec_->nodes[node].id, instance, skipped);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  resumed_ahead_[{node, instance}] = {source->Position().count, skipped};
+  return Status::Ok();
 }
 
-Status SnapshotGuarantee::BeforeSourceBatch(const SourceBatch&) {
-  if (!has_error_.load(std::memory_order_acquire)) return Status::Ok();
-  std::lock_guard<std::mutex> lock(mu_);
-  return error_;
+Status SnapshotGuarantee::BeforeSourceBatch(const SourceBatch& batch) {
+  if (has_error_.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+  if (!read_ahead_) return Status::Ok();
+  // At-most-once: the lease must cover the batch, durably, before it is processed.
+  return read_ahead_->Extend(spec_->nodes[batch.node].id, batch.instance,
+                             batch.source->Position());
 }
 
 FailureAction SnapshotGuarantee::OnTaskFailure(int, int, const Status& error) {
@@ -372,9 +399,22 @@ FailureAction SnapshotGuarantee::OnTaskFailure(int, int, const Status& error) {
 }
 
 uint64_t SnapshotGuarantee::restored_count(int node) const {
+  std::lock_guard<std::mutex> lock(mu_);
   uint64_t n = 0;
   for (const auto& [key, pos] : restore_offsets_) {
-    if (key.first == node) n += pos.count;
+    if (key.first == node && !resumed_ahead_.count(key)) n += pos.count;
+  }
+  for (const auto& [key, resumed] : resumed_ahead_) {
+    if (key.first == node) n += resumed.first;
+  }
+  return n;
+}
+
+uint64_t SnapshotGuarantee::skipped_ahead(int node) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t n = 0;
+  for (const auto& [key, resumed] : resumed_ahead_) {
+    if (key.first == node) n += resumed.second;
   }
   return n;
 }
@@ -664,7 +704,14 @@ Status SnapshotGuarantee::End(const RunEnd& end) {
     std::vector<bool> used_final;
     snaps = TakeSnapshots(true, &used_final);
   }
-  return Commit(0, CheckpointKind::kFinal, status, std::move(snaps), Clock::now());
+  ONCEFLOW_RETURN_IF_ERROR(
+      Commit(0, CheckpointKind::kFinal, status, std::move(snaps), Clock::now()));
+  if (!read_ahead_) return Status::Ok();
+  // The final checkpoint's offsets are exact (every task's last snapshot follows its last
+  // record): the next run resumes there, not past the leases. A crash before this clear
+  // only loses the leases' unread rest.
+  std::lock_guard<std::mutex> sl(store_mu_);
+  return read_ahead_->Clear(options_.store);
 }
 
 }  // namespace onceflow

@@ -5,7 +5,10 @@
 // n and maybe some records after it, which the rewound sources replay: effects repeat,
 // none is lost), sinks write at once and flush + fsync at every barrier, and a resumed
 // file sink keeps what it wrote after the checkpoint (those records repeat) and only cuts
-// a torn last line. The protocol, step by step (ARCHITECTURE.md):
+// a torn last line. With AtMostOnceOptions it is at-most-once: the same as at-least-once
+// plus read-ahead leases committed ahead of processing, which a resume skips past instead
+// of replaying, and failed records dropped (at_most_once.h). The protocol, step by step
+// (ARCHITECTURE.md):
 //
 //   1. Every `checkpoint.interval` the checkpoint thread begins checkpoint n in the state
 //      file (a pending row; ids are never reused) and publishes n; each source task
@@ -76,6 +79,7 @@
 
 #include "runtime/chaos/chaos.h"
 #include "runtime/core/registry.h"
+#include "runtime/guarantees/at_most_once.h"
 #include "runtime/guarantees/guarantee.h"
 #include "runtime/state/store.h"
 
@@ -99,6 +103,11 @@ struct SnapshotOptions {
   // A resumed sink is cut back to the length its checkpoint recorded (exact outputs).
   bool cut_sinks_back = true;
   const char* name = "effectively-once (snapshot)";
+  // At-most-once: source instances commit read-ahead leases before processing and a
+  // resume skips past them (ReadAhead, at_most_once.h).
+  bool read_ahead = false;
+  // drop_failed_records() (at-most-once).
+  bool drop_failed_records = false;
   // Bumped (by a SIGUSR1 handler) to ask for a savepoint: a retained checkpoint of kind
   // `savepoint`, taken at once (or right after the checkpoint in flight). May be null.
   const std::atomic<int>* savepoint_requests = nullptr;
@@ -111,6 +120,16 @@ inline SnapshotOptions AtLeastOnceOptions(SnapshotOptions o) {
   o.two_phase_sinks = false;
   o.cut_sinks_back = false;
   o.name = "at-least-once";
+  return o;
+}
+
+// The options of the at-most-once guarantee: at-least-once's checkpoints (they persist the
+// state periodically), plus read-ahead leases instead of replay and dropped failed records.
+inline SnapshotOptions AtMostOnceOptions(SnapshotOptions o) {
+  o = AtLeastOnceOptions(o);
+  o.read_ahead = true;
+  o.drop_failed_records = true;
+  o.name = "at-most-once";
   return o;
 }
 
@@ -150,6 +169,7 @@ class SnapshotGuarantee final : public Guarantee {
   bool snapshots() const override { return true; }
   BarrierMode alignment() const override { return options_.alignment; }
   bool two_phase_sinks() const override { return options_.two_phase_sinks; }
+  bool drop_failed_records() const override { return options_.drop_failed_records; }
   Status BeforeOpen(int node, int instance, NodeContext* ctx, KeyedState* state) override;
   Status AfterOpen(int node, int instance, Source* source) override;
   uint64_t BarrierToInject() const override { return barrier_.load(std::memory_order_acquire); }
@@ -158,9 +178,13 @@ class SnapshotGuarantee final : public Guarantee {
   void PersistBeforeCrash() override;
 
   const CheckpointTotals& totals() const { return totals_; }  // after End()
-  // Records source `node`'s instances had read at the restored checkpoint (0 when
-  // starting from the beginning). After Start.
+  // Records source `node`'s instances had read where this run resumed them: the restored
+  // checkpoint (0 when starting from the beginning), or past a read-ahead lease. After
+  // every source opened.
   uint64_t restored_count(int node) const;
+  // Records of source `node` a resume skipped past its read-ahead lease (at-most-once:
+  // read before the crash, lost unless they had been processed). After every source opened.
+  uint64_t skipped_ahead(int node) const;
   // Bytes this run appended to the journals of sources that cannot rewind (stdin).
   uint64_t journaled_bytes() const;
   // The newest checkpoint committed so far (0: none); any thread, for status lines.
@@ -197,6 +221,7 @@ class SnapshotGuarantee final : public Guarantee {
   std::vector<std::vector<std::vector<std::pair<std::string, StateValue>>>> restore_state_;
   std::map<std::pair<int, int>, SourcePosition> restore_offsets_;
   std::map<std::pair<int, int>, SinkCommit> restore_sinks_;
+  std::unique_ptr<ReadAhead> read_ahead_;  // options_.read_ahead
   std::vector<std::string> dead_letter_paths_;  // distinct, sorted; fixed by Start
 
   // ---- checkpoint thread ----
@@ -226,6 +251,9 @@ class SnapshotGuarantee final : public Guarantee {
     uint64_t initial_size = 0;
   };
   std::map<std::pair<int, int>, Journal> journals_;
+  // Read-ahead resumes (AfterOpen, task threads, under mu_): per source instance, the
+  // count it resumed at and the records skipped to get there.
+  std::map<std::pair<int, int>, std::pair<uint64_t, uint64_t>> resumed_ahead_;
   CheckpointTotals totals_;
   std::atomic<int64_t> last_checkpoint_{0};
 };

@@ -30,6 +30,10 @@
 //     line_start    the checkpoint the current line continues from (StartLine; 0 = the
 //                   beginning). Informational: the head already says where to resume.
 //     created_ms    unix ms when the file was created.
+//     chaos_fired   (--chaos) the places where faults fired, hex (snapshot.cc).
+//     amo_read_ahead  at-most-once: per source instance, the count of records up to which
+//                   records may have been processed (a lease, committed FULL ahead of
+//                   processing; at_most_once.h). A resume reads past it. "" = none.
 //   checkpoints(id INTEGER PRIMARY KEY, kind TEXT, status TEXT, created INTEGER,
 //               events INTEGER, bytes INTEGER, duration_ms INTEGER, alignment_ms INTEGER,
 //               parent INTEGER NULL)
@@ -772,8 +776,8 @@ Status StateStore::GetMeta(const std::string& key, std::string* value, bool* fou
   return ReadMetaOn(db_, path_, key, value, found);
 }
 
-Status StateStore::PutMeta(const std::string& key, const std::string& value) {
-  return WithTransaction(false, [&] {
+Status StateStore::PutMeta(const std::string& key, const std::string& value, bool full_sync) {
+  return WithTransaction(full_sync, [&] {
     Stmt q(db_, "INSERT INTO meta(k, v) VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET v=excluded.v");
     q.Bind(1, key).Bind(2, value);
     return q.Step() == SQLITE_DONE ? Status::Ok() : Error("writing meta " + key);

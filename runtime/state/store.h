@@ -236,7 +236,8 @@ class StateStore {
 
   // Free-form meta values (e.g. "fingerprint"). Keys listed in store.cc are reserved.
   Status GetMeta(const std::string& key, std::string* value, bool* found);
-  Status PutMeta(const std::string& key, const std::string& value);
+  // full_sync: committed with synchronous=FULL (durable across a power cut once it returned).
+  Status PutMeta(const std::string& key, const std::string& value, bool full_sync = false);
 
   // ---- writing checkpoints ----
   // Allocates a never-reused id and records it pending with parent = the current head.

@@ -127,6 +127,7 @@ def json_refused_with_stdout_sink():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   g: {source: generate, count: 3}
   out: {sink: stdout, input: g}
@@ -145,6 +146,7 @@ def max_events_stops_cleanly():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   g: {source: generate}
   c: {op: count, input: g, key: n, emit: final}
@@ -164,6 +166,7 @@ def duration_stops_unbounded_source():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   g: {source: generate, rate: 1000}
   out: {sink: discard, input: g}
@@ -183,6 +186,7 @@ def sigterm_and_sigint_stop_cleanly():
         with Tmp() as d:
             y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   g: {source: generate, rate: 2000}
   out: {sink: file, input: g, path: out.jsonl}
@@ -236,6 +240,7 @@ def runtime_failure_exit_1_names_node_and_record():
         write(os.path.join(d, "in.jsonl"), '{"a": 1}\nnot json\n{"a": 3}\n')
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   src: {source: file, path: in.jsonl, format: jsonl}
   out: {sink: file, input: src, path: out.jsonl}
@@ -252,6 +257,7 @@ def on_error_skip_and_dead_letter():
         write(os.path.join(d, "in.jsonl"), '{"a": 1}\nnot json\n{"a": 3}\n{"a": "x"}\n')
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   src: {source: file, path: in.jsonl, format: jsonl, on_error: skip}
   m:
@@ -277,6 +283,7 @@ def missing_input_file_is_runtime_error():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   src: {source: file, path: nope.txt}
   out: {sink: discard, input: src}
@@ -291,6 +298,7 @@ def bad_yaml_touches_nothing():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   src: {source: generate, count: 3}
   out: {sink: file, input: srcc, path: out.jsonl}
@@ -298,7 +306,7 @@ nodes:
         before = sorted(os.listdir(d))
         p = run(["run", y], cwd=d)
         expect_rc(p, 2)
-        check("p.yaml:5:" in p.stderr and "did you mean 'src'" in p.stderr, p.stderr)
+        check("p.yaml:6:" in p.stderr and "did you mean 'src'" in p.stderr, p.stderr)
         check(sorted(os.listdir(d)) == before, "no file created")
 
 
@@ -307,6 +315,7 @@ def env_interpolation_and_set():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   g: {source: generate, count: ${N:-4}}
   out: {sink: file, input: g, path: ${OUT}}
@@ -316,7 +325,8 @@ nodes:
         expect_rc(p, 0)
         check(len(read_jsonl(os.path.join(d, "o1.jsonl"))) == 4, "default used")
         env["N"] = "7"
-        p = run(["run", y, "-q", "--set", "nodes.g.count=9", "--set", f"nodes.out.path={d}/o2.jsonl"], env=env)
+        # --fresh: the first run completed (a plain rerun would say "already completed").
+        p = run(["run", y, "-q", "--fresh", "--set", "nodes.g.count=9", "--set", f"nodes.out.path={d}/o2.jsonl"], env=env)
         expect_rc(p, 0)
         check(len(read_jsonl(os.path.join(d, "o2.jsonl"))) == 9, "--set wins")
 
@@ -326,6 +336,7 @@ def parallel_hash_count_matches():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   g: {source: generate, count: 20000, parallelism: 2, lua: "return {k = n % 97}"}
   c: {op: count, input: g, key: k, parallelism: 3, emit: final}
@@ -390,6 +401,7 @@ def stdin_files_and_csv_sources():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   in: {source: stdin, format: jsonl}
   out: {sink: file, input: in, path: out.jsonl}
@@ -401,6 +413,7 @@ nodes:
         write(os.path.join(d, "in/a.csv"), "name,qty\nAda,1\n")
         y = write(os.path.join(d, "q.yaml"), """pipeline: q
 semantics: at-most-once
+state: q.state.db   # beside the pipeline, in the temp dir
 nodes:
   in: {source: files, glob: "in/*.csv", format: csv}
   out: {sink: file, input: in, path: out2.jsonl}
@@ -419,6 +432,7 @@ def sqlite_sink_upserts_and_survives_hostile_values():
               '{"k": "a", "v": 1}\n{"k": "x\'); DROP TABLE t;--", "v": 2}\n{"k": "a", "v": 3}\n')
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   in: {source: file, path: in.jsonl, format: jsonl}
   db: {sink: sqlite, input: in, path: out.db, table: t, key: k}
@@ -440,6 +454,7 @@ def lua_sandbox_blocks_os_io_require():
         with Tmp() as d:
             y = write(os.path.join(d, "p.yaml"), f"""pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   g: {{source: generate, count: 1}}
   m: {{op: map, input: g, lua: 'return {{x = {expr}}}'}}
@@ -455,6 +470,7 @@ def distinct_and_aggregate_updates():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   g: {source: generate, count: 1000, lua: "return {k = n % 7, v = n}"}
   first: {op: distinct, input: g, key: k}
@@ -480,6 +496,7 @@ def follow_tails_a_growing_file_until_stopped():
         path = write(os.path.join(d, "log.txt"), "one\n")
         y = write(os.path.join(d, "p.yaml"), """pipeline: p
 semantics: at-most-once
+state: state.db   # beside the pipeline, in the temp dir
 nodes:
   in: {source: file, path: log.txt, follow: true}
   out: {sink: file, input: in, path: out.jsonl}
@@ -700,9 +717,6 @@ def chaos_flag_errors_exit_2():
             p = run(["run", y, "--chaos", chaos], cwd=d)
             expect_rc(p, 2)
             check(want in p.stderr, f"{chaos}: {p.stderr}")
-        p = run(["run", y, "--semantics", "at-most-once", "--chaos", "seed=1"], cwd=d)
-        expect_rc(p, 2)
-        check(not os.path.exists(os.path.join(d, "gen.state.db")), "nothing created")
 
 
 @test
@@ -828,6 +842,59 @@ def at_least_once_checkpoints_and_resumes_without_loss():
         expect_rc(p, 3)
         check("semantics changed from effectively-once to at-least-once" in p.stderr, p.stderr)
 
+
+@test
+def at_most_once_fail_drops_and_counts():
+    with Tmp() as d:
+        y = gen_pipeline(d)
+        p = run(["run", y, "--semantics", "at-most-once", "--json", "-q"], cwd=d)
+        expect_rc(p, 0)
+        check(json.loads(p.stdout)["checkpoints"]["count"] >= 1, "at-most-once keeps checkpoints")
+        check(os.path.exists(os.path.join(d, "gen.state.db")), "default state file beside the cwd")
+        ref = last_per_key(read_jsonl(os.path.join(d, "out.jsonl")))
+        check(ref == expected_counts(20000), f"failure-free run is exact: {ref}")
+        # A rerun of a completed run touches nothing, as under every guarantee.
+        p = run(["run", y, "--semantics", "at-most-once"], cwd=d)
+        expect_rc(p, 0)
+        check("already completed" in p.stderr, p.stderr)
+        p = run(["run", y, "--semantics", "at-most-once", "--fresh", "--json", "-q",
+                 "--chaos", "seed=3,fail=per_user:0.01"], cwd=d)
+        expect_rc(p, 0)
+        s = json.loads(p.stdout)
+        dropped = s["nodes"]["per_user"]["dropped"]
+        check(dropped > 0 and s["recoveries"]["count"] == 0, f"dropped, not recovered: {s}")
+        got = last_per_key(read_jsonl(os.path.join(d, "out.jsonl")))
+        check(sum(got.values()) == 20000 - dropped, f"exactly the dropped records are missing: {got}")
+        check(all(got.get(k, 0) <= v for k, v in ref.items()), f"nothing counted twice: {got}")
+
+
+@test
+def at_most_once_kill_resumes_after_the_read_ahead():
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: p
+semantics: at-most-once
+checkpoint: {interval: 50ms}
+nodes:
+  g: {source: generate, count: 200000}
+  out: {sink: file, input: g, path: out.jsonl}
+""")
+        st = os.path.join(d, "s.db")
+        # The process kills itself (SIGKILL) after 60000 source events.
+        p = run(["run", y, "--state", st, "-q", "--chaos", "seed=1,crash=60000"])
+        check(p.returncode == -9, f"killed by signal 9: {p.returncode} {p.stderr}")
+        before = len(read_jsonl(os.path.join(d, "out.jsonl")))
+        p = run(["run", y, "--state", st, "--json", "-q", "--chaos", "seed=1,crash=60000"])
+        expect_rc(p, 0)
+        s = json.loads(p.stdout)
+        skipped = s["sources"]["g"]["skipped_ahead"]
+        check(skipped > 0, f"the resume skipped past the lease: {s['sources']}")
+        ns = [r["n"] for r in read_jsonl(os.path.join(d, "out.jsonl"))]
+        check(len(ns) == len(set(ns)), f"no record written twice ({len(ns) - len(set(ns))} repeats)")
+        check(before <= len(ns) < 200000, f"kept the first run's output, lost some: {before}, {len(ns)}")
+        check(max(ns) == 199999, "read to the end")
+        p = run(["checkpoints", "list", "--state", st, "--json"])
+        expect_rc(p, 0)
+        check(json.loads(p.stdout)[-1]["kind"] == "final", p.stdout)
 
 
 if __name__ == "__main__":
