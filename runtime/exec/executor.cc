@@ -131,16 +131,21 @@ void Executor::Impl::Setup() {
     }
   }
 
-  // Members and out-routes.
-  for (auto& tp : tasks) {
-    Task& t = *tp;
+  // Members and out-routes. `own_metrics`: a reader clone (below) counts nothing in the
+  // node's statistics, which its primary reader already counts.
+  auto build_members = [&](Task& t, bool own_metrics) {
     const Chain& chain = plan.chains[t.chain];
     for (int node : chain.nodes) {
       auto m = std::make_unique<Member>();
       const NodeSpec& ns = spec.nodes[node];
       m->node = node;
       m->kind = ns.kind;
-      m->metrics = metrics[node][t.instance].get();
+      if (own_metrics) {
+        t.own_metrics.push_back(std::make_unique<NodeMetrics>());
+        m->metrics = t.own_metrics.back().get();
+      } else {
+        m->metrics = metrics[node][t.instance].get();
+      }
       m->errors =
           std::make_unique<NodeErrorHandler>(&spec, &ns, error_sinks[node].get(), m->metrics);
       m->ctx.pipeline = &spec;
@@ -161,11 +166,18 @@ void Executor::Impl::Setup() {
       m->errors->set_hold(guarantee->snapshots());
       t.members.push_back(std::move(m));
     }
+  };
+  std::vector<std::unique_ptr<Task>> clones;
+  for (auto& tp : tasks) {
+    Task& t = *tp;
+    const Chain& chain = plan.chains[t.chain];
+    build_members(t, false);
     const int tail = chain.nodes.back();
     for (int ei : plan.nodes[tail].out_edges) {
       const PlanEdge& e = plan.edges[ei];
       const int down = plan.nodes[e.to].parallelism;
       OutRoute r;
+      r.edge = ei;
       if (e.partition == PartitionKind::kForward) {
         r.partitioner = MakePartitioner(e, t.instance, 1);
         r.destinations.push_back(ChannelFor(ei, t.instance, t.instance));
@@ -176,6 +188,29 @@ void Executor::Impl::Setup() {
       r.staging.resize(r.destinations.size());
       t.outs.push_back(std::move(r));
     }
+    // Sequenced channels: a source chain with several out-edges gets one reader per edge,
+    // so that each downstream branch is served from its own position — a branch that
+    // stalls or recovers (and re-reads) never holds the others back. The input is read
+    // once per edge; a source that cannot rewind (stdin) keeps a single reader.
+    const NodeSpec& head = spec.nodes[chain.nodes[0]];
+    const NodeTypeDef* def = registry.Find(head.kind, head.type);
+    if (guarantee->sequenced() && head.kind == NodeKind::kSource && t.outs.size() > 1 &&
+        def != nullptr && !def->journaled) {
+      while (t.outs.size() > 1) {
+        auto c = std::make_unique<Task>();
+        c->chain = t.chain;
+        c->instance = t.instance;
+        c->clone = true;
+        build_members(*c, true);
+        c->outs.push_back(std::move(t.outs.back()));
+        t.outs.pop_back();
+        clones.push_back(std::move(c));
+      }
+    }
+  }
+  for (auto& c : clones) {
+    c->index = static_cast<int>(tasks.size());
+    tasks.push_back(std::move(c));
   }
   if (guarantee->sequenced()) SeqSetup();
   ready.store(true, std::memory_order_release);
@@ -786,7 +821,10 @@ Status Executor::Run(RunStats* stats) {
         std::unique_lock<std::mutex> lock(x.mu);
         if (x.cv.wait_for(lock, kWatchInterval, [&] { return x.running == 0; })) break;
       }
-      if (x.guarantee->sequenced()) x.SeqWatch();
+      if (x.guarantee->sequenced()) {
+        x.SeqWatch();  // also turns a stop signal into a savepoint, then a stop
+        if (x.stop_after_savepoint != 0) continue;
+      }
       if (x.stop_requested.load()) continue;
       int sig = x.opt.stop_signal != nullptr ? x.opt.stop_signal->load() : 0;
       if (sig != 0) {
@@ -803,9 +841,6 @@ Status Executor::Run(RunStats* stats) {
       if (!fs.ok() && x.first_error.ok()) x.first_error = fs;
     }
     st = x.first_error;
-    if (st.ok() && x.guarantee->sequenced() && x.stop_reason.load() == kStopSignal) {
-      st = x.SeqFinalSavepoint();
-    }
   }
 
   RunStats local;

@@ -96,6 +96,7 @@ struct InChannel {
 
 // One out-edge of a chain's tail, seen from one tail instance.
 struct OutRoute {
+  int edge = 0;  // in Plan::edges
   std::unique_ptr<Partitioner> partitioner;
   std::vector<Channel*> destinations;  // indexed like the partitioner's destinations
   std::vector<RecordBatch> staging;
@@ -128,7 +129,15 @@ struct Task {
   SourcePosition src_pos;     // source heads: the position after the last Read
   SourcePosition first_pos;   // source heads: the position of the input's beginning
   bool finished = false;      // consumers: every input ended when the task opened
-  // Source heads, for savepoints: paused (or exited) at `published_pos`.
+  // Sequenced source chains with several out-edges: a second reader of the same source
+  // instance, serving one edge (see Setup). It keeps its statistics to itself.
+  bool clone = false;
+  std::vector<std::unique_ptr<NodeMetrics>> own_metrics;
+  uint64_t read_this_run = 0;  // clones: records read (--max-events applies per reader)
+  // Source heads, for savepoints: paused (or exited) at `published_pos`; a reader that
+  // paused reads on up to `pause_target` (the furthest reader of the same source
+  // instance) so that all its readers stop at one position.
+  std::atomic<int64_t> pause_target{-1};
   std::atomic<bool> paused{false};
   std::mutex pos_mu;
   SourcePosition published_pos;  // guarded by pos_mu
@@ -225,8 +234,10 @@ struct Executor::Impl {
   std::vector<std::unique_ptr<SeqLink>> links;  // one per channel, made by Setup
   std::atomic<bool> seq_pause{false};           // sources stop reading (a savepoint)
   Clock::time_point pause_started;              // Run thread only
+  bool pause_aligned = false;                   // Run thread only: targets handed out
+  int stop_after_savepoint = 0;                 // Run thread only: a signal to stop with
   void SeqWatch();                              // Run thread: savepoints
-  Status SeqFinalSavepoint();                   // Run thread: after a stop by a signal
+  Status SeqFinalSavepoint();                   // Run thread: write the drained cut
   void PublishPosition(Task& t, bool paused);
   void SeqSetup();
   Status SeqOpen(Task& t);

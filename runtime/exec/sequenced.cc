@@ -41,6 +41,7 @@
 // re-send requests meanwhile. A stop (signal, --max-events, --duration) sends an end that
 // is not sequenced: consumers commit what they applied and exit, and the next run resumes.
 #include <algorithm>
+#include <map>
 #include <cstring>
 
 #include "runtime/core/key.h"
@@ -115,12 +116,9 @@ void Executor::Impl::SeqSetup() {
   // side through the out-routes.
   for (auto& tp : tasks) {
     Task& t = *tp;
-    const int tail = plan.chains[t.chain].nodes.back();
     const bool source_chain = t.members[0]->kind == NodeKind::kSource;
-    size_t route = 0;
-    for (int ei : plan.nodes[tail].out_edges) {
-      const PlanEdge& e = plan.edges[ei];
-      OutRoute& r = t.outs[route++];
+    for (OutRoute& r : t.outs) {
+      const PlanEdge& e = plan.edges[r.edge];
       const size_t n = r.destinations.size();
       if (source_chain && e.partition == PartitionKind::kRoundRobin) {
         r.partitioner = MakePositionPartitioner(static_cast<int>(n));
@@ -284,7 +282,8 @@ Status Executor::Impl::SeqRunSource(Task& t) {
           replaying = replaying || r.sent[d] < r.links[d]->sent.load(std::memory_order_acquire);
         }
       }
-      if (!replaying) {
+      const int64_t target = t.pause_target.load(std::memory_order_acquire);
+      if (!replaying && (target < 0 || static_cast<int64_t>(t.src_pos.count) >= target)) {
         if (!t.paused.load(std::memory_order_relaxed)) PublishPosition(t, true);
         if (stop_requested.load(std::memory_order_acquire)) {
           t.paused.store(false, std::memory_order_release);
@@ -298,6 +297,8 @@ Status Executor::Impl::SeqRunSource(Task& t) {
     }
     if (t.paused.load(std::memory_order_relaxed)) t.paused.store(false, std::memory_order_release);
     if (end && end_sent) {
+      // Ended: counts as paused for a savepoint, at the end of the input.
+      if (!t.paused.load(std::memory_order_relaxed)) PublishPosition(t, true);
       if (stop_requested.load(std::memory_order_acquire)) break;
       bool all = true;
       for (OutRoute& r : t.outs) {
@@ -318,7 +319,20 @@ Status Executor::Impl::SeqRunSource(Task& t) {
       return SeqPushEnd(t, false);
     }
     size_t want = opt.batch_size;
-    if (opt.max_events != 0) {
+    const int64_t target = t.pause_target.load(std::memory_order_acquire);
+    if (seq_pause.load(std::memory_order_acquire) && target >= 0) {
+      // Catching up with the furthest reader of this source for a savepoint.
+      want = std::min<size_t>(want, static_cast<size_t>(target - static_cast<int64_t>(t.src_pos.count)));
+    }
+    if (t.clone) {
+      if (opt.max_events != 0) {
+        if (t.read_this_run >= opt.max_events) {
+          RequestStop(kStopMaxEvents, 0);
+          continue;
+        }
+        want = std::min<size_t>(want, opt.max_events - t.read_this_run);
+      }
+    } else if (opt.max_events != 0) {
       want = ClaimEvents(want);
       if (want == 0) {
         if (source_events.load(std::memory_order_acquire) >= opt.max_events) {
@@ -336,11 +350,12 @@ Status Executor::Impl::SeqRunSource(Task& t) {
     Emitter em(&m.out);
     Status st = m.source->Read(want, em, &end);
     const size_t got = m.out.size();
-    if (opt.max_events != 0 && got < want) {
+    if (opt.max_events != 0 && got < want && !t.clone) {
       events_claimed.fetch_sub(want - got, std::memory_order_relaxed);
     }
     if (!st.ok()) return st;
     t.src_pos = m.source->Position();
+    t.read_this_run += got;
     if (got == 0) {
       if (end) continue;
       idle_ms = std::clamp<int64_t>(idle_ms * 2, kIdleMinMs, kIdleMaxMs);
@@ -349,7 +364,7 @@ Status Executor::Impl::SeqRunSource(Task& t) {
       continue;
     }
     idle_ms = 0;
-    if (chaos_on()) {
+    if (chaos_on() && !t.clone) {
       const std::string& id = NodeId(m.node);
       for (const Record& r : m.out) {
         if (opt.chaos->OnSourceEvent(id, r.origin.position)) Crash();
@@ -357,7 +372,7 @@ Status Executor::Impl::SeqRunSource(Task& t) {
     }
     m.metrics->processed.fetch_add(got, std::memory_order_relaxed);
     m.metrics->emitted.fetch_add(got, std::memory_order_relaxed);
-    source_events.fetch_add(got, std::memory_order_release);
+    if (!t.clone) source_events.fetch_add(got, std::memory_order_release);
     st = ProcessFrom(t, 1, 0, m.out);
     if (st.code() == Status::Code::kTransient) {
       // An operator of the source chain failed on this batch: read it again. Channels it
@@ -828,43 +843,82 @@ void Executor::Impl::PublishPosition(Task& t, bool paused) {
 // a consistent cut: the strategy writes it, and the sources go on.
 void Executor::Impl::SeqWatch() {
   constexpr auto kPauseLimit = std::chrono::seconds(60);
+  // A stop by signal first takes a savepoint, then stops (SPEC §4).
+  const int sig = opt.stop_signal != nullptr ? opt.stop_signal->load() : 0;
+  if (sig != 0 && stop_after_savepoint == 0 && !stop_requested.load()) {
+    stop_after_savepoint = sig;
+    if (!seq_pause.load(std::memory_order_relaxed)) {
+      seq_pause.store(true, std::memory_order_release);
+      pause_started = Clock::now();
+      pause_aligned = false;
+    }
+    return;
+  }
   if (!seq_pause.load(std::memory_order_relaxed)) {
     if (!guarantee->SavepointDue()) return;
     seq_pause.store(true, std::memory_order_release);
     pause_started = Clock::now();
+    pause_aligned = false;
     return;
   }
-  auto resume = [&] {
+  auto finish = [&] {
+    for (auto& t : tasks) t->pause_target.store(-1, std::memory_order_release);
+    if (stop_after_savepoint != 0) {
+      RequestStop(kStopSignal, stop_after_savepoint);  // sources see it while paused
+      return;
+    }
     seq_pause.store(false, std::memory_order_release);
     for (auto& t : tasks) {
       if (t->inputs.empty()) t->notifier.Signal();
     }
   };
-  if (cancelled.load(std::memory_order_acquire)) return resume();
-  bool drained = true;
+  if (cancelled.load(std::memory_order_acquire)) return finish();
+  if (Clock::now() - pause_started > kPauseLimit) {
+    spdlog::warn("savepoint abandoned: the pipeline did not drain within 60 s");
+    return finish();
+  }
+  bool paused = true;
   for (auto& t : tasks) {
-    if (t->inputs.empty()) drained = drained && t->paused.load(std::memory_order_acquire);
+    if (t->inputs.empty()) paused = paused && t->paused.load(std::memory_order_acquire);
   }
-  for (auto& l : links) {
-    drained = drained && l->acked.load(std::memory_order_acquire) ==
-                             l->sent.load(std::memory_order_acquire);
+  if (!paused) return;
+  // Every reader of a source instance must stop at the same position: the furthest.
+  std::map<std::pair<int, int>, int64_t> furthest;
+  for (auto& t : tasks) {
+    if (!t->inputs.empty()) continue;
+    std::lock_guard<std::mutex> lock(t->pos_mu);
+    int64_t& f = furthest[{t->members[0]->node, t->instance}];
+    f = std::max(f, static_cast<int64_t>(t->published_pos.count));
   }
-  if (!drained) {
-    if (Clock::now() - pause_started > kPauseLimit) {
-      spdlog::warn("savepoint abandoned: the pipeline did not drain within 60 s");
-      resume();
+  bool aligned = true;
+  for (auto& t : tasks) {
+    if (!t->inputs.empty()) continue;
+    std::lock_guard<std::mutex> lock(t->pos_mu);
+    const int64_t f = furthest[{t->members[0]->node, t->instance}];
+    if (static_cast<int64_t>(t->published_pos.count) != f) {
+      aligned = false;
+      if (!pause_aligned) {
+        t->paused.store(false, std::memory_order_release);
+        t->pause_target.store(f, std::memory_order_release);
+        t->notifier.Signal();
+      }
     }
-    return;
+  }
+  pause_aligned = true;
+  if (!aligned) return;
+  for (auto& l : links) {
+    if (l->acked.load(std::memory_order_acquire) != l->sent.load(std::memory_order_acquire))
+      return;
   }
   Status st = SeqFinalSavepoint();
   if (!st.ok()) spdlog::error("savepoint failed: {}", st.message());
-  resume();
+  finish();
 }
 
 Status Executor::Impl::SeqFinalSavepoint() {
   std::vector<TaskSnapshot::SourceSnap> sources;
   for (auto& t : tasks) {
-    if (!t->inputs.empty()) continue;
+    if (!t->inputs.empty() || t->clone) continue;  // a clone stopped where its primary did
     std::lock_guard<std::mutex> lock(t->pos_mu);
     sources.push_back({t->members[0]->node, t->instance, t->published_pos});
   }

@@ -273,5 +273,47 @@ nodes:
         check(last_sum(out, "k", "count") == first["events"] + 1500, "resume after the replay")
 
 
+@test
+def two_readers_stop_at_one_position_for_a_savepoint():
+    # A source feeding two branches has one reader per branch in dedup mode; a savepoint
+    # (here the one SIGTERM takes) aligns them first, so both branches' counts add up to
+    # the same number of events.
+    import signal
+    import subprocess
+    import time
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: tb
+semantics: effectively-once
+mode: dedup
+nodes:
+  g:
+    source: generate
+    rate: 30000
+    lua: return {n = n, k = "k" .. (n % 5)}
+  a: {op: count, input: g, key: k}
+  b: {op: count, input: g, key: k, parallelism: 2}
+  a_out: {sink: file, input: a, path: a.jsonl}
+  b_out: {sink: file, input: b, path: b.jsonl}
+""")
+        st = os.path.join(d, "s.db")
+        proc = subprocess.Popen([BIN, "run", y, "--state", st, "--chaos", "seed=2,fail=a:0.002"],
+                                cwd=d, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        check(proc.returncode == 143, "exit %s: %s" % (proc.returncode, err))
+        p = run(["checkpoints", "list", "--state", st, "--json"])
+        cps = json.loads(p.stdout)
+        check(len(cps) == 1 and cps[0]["kind"] == "savepoint", cps)
+        for node in ("a", "b"):
+            q = run(["state", "get", "--state", st, "--node", node, "--json"])
+            expect_rc(q, 0)
+            total = sum(r["value"][0] for r in json.loads(q.stdout))
+            check(total == cps[0]["events"], "node %s counted %d of %d events"
+                  % (node, total, cps[0]["events"]))
+        check(last_sum(os.path.join(d, "a.jsonl"), "k", "count") == cps[0]["events"], "a.jsonl")
+        check(last_sum(os.path.join(d, "b.jsonl"), "k", "count") == cps[0]["events"], "b.jsonl")
+
+
 if __name__ == "__main__":
     sys.exit(harness.main("dedup e2e", ONLY))
