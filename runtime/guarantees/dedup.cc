@@ -359,10 +359,12 @@ Status DedupGuarantee::AfterOpen(int, int, Source*) {
 
 void DedupGuarantee::PersistBeforeCrash() {
   if (options_.chaos == nullptr) return;
-  // Best effort: a crash point inside a commit holds store_mu_ already (in-dedup-commit);
-  // the fired set was saved before that commit began (Commit).
-  std::unique_lock<std::mutex> lock(store_mu_, std::try_to_lock);
-  if (lock.owns_lock()) SaveFiredFaults(options_.store, *options_.chaos);
+  // Called by a thread about to crash outside any commit (a source event, a sink write):
+  // it waits for a commit or compaction in progress, so the fired set is always saved and
+  // a restarted process does not inject the same faults again. (A crash inside a commit,
+  // in-dedup-commit, saved the set before that commit began, in Commit.)
+  std::lock_guard<std::mutex> lock(store_mu_);
+  SaveFiredFaults(options_.store, *options_.chaos);
 }
 
 DedupChannel DedupGuarantee::CommittedChannel(const std::string& name) const {
