@@ -10,8 +10,11 @@ Usage: dedup_test.py ONCEFLOW_BINARY REPO_ROOT [TEST_NAME_SUBSTRING]
 """
 import json
 import os
+import signal
 import sqlite3
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Tmp, canon, check, expect_rc, read_jsonl, run, test, write  # noqa: E402
@@ -222,11 +225,32 @@ def last_sum(path, key, field):
     return sum(last.values())
 
 
+def run_and_signal(y, st, d, extra, signals):
+    """Starts `onceflow run`, sends each (delay, signal) in turn, expects exit 143 (the last
+    is SIGTERM) and returns the checkpoints the state file lists."""
+    proc = subprocess.Popen([BIN, "run", y, "--state", st] + extra, cwd=d,
+                            stderr=subprocess.PIPE, text=True)
+    for delay, sig in signals:
+        time.sleep(delay)
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    check(proc.returncode == 143, "exit %s: %s" % (proc.returncode, err))
+    p = run(["checkpoints", "list", "--state", st, "--json"])
+    expect_rc(p, 0)
+    return json.loads(p.stdout)
+
+
+def state_total(st, node, checkpoint=None):
+    args = ["state", "get", "--state", st, "--node", node, "--json"]
+    if checkpoint is not None:
+        args += ["--checkpoint", str(checkpoint)]
+    q = run(args)
+    expect_rc(q, 0)
+    return sum(r["value"][0] for r in json.loads(q.stdout))
+
+
 @test
 def savepoints_drain_the_pipeline_and_restore():
-    import signal
-    import subprocess
-    import time
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: sp
 semantics: effectively-once
@@ -240,24 +264,11 @@ nodes:
   out: {sink: file, input: c, path: out.jsonl}
 """)
         st = os.path.join(d, "s.db")
-        proc = subprocess.Popen([BIN, "run", y, "--state", st], cwd=d, stderr=subprocess.PIPE,
-                                text=True)
-        time.sleep(0.7)
-        proc.send_signal(signal.SIGUSR1)
-        time.sleep(0.7)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-        check(proc.returncode == 143, "exit %s: %s" % (proc.returncode, err))
-        p = run(["checkpoints", "list", "--state", st, "--json"])
-        expect_rc(p, 0)
-        cps = json.loads(p.stdout)
+        cps = run_and_signal(y, st, d, [], [(0.7, signal.SIGUSR1), (0.7, signal.SIGTERM)])
         check([c["kind"] for c in cps] == ["savepoint", "savepoint"], cps)
         for c in cps:
             # Taken with nothing in flight: the counts add up to the events read.
-            q = run(["state", "get", "--state", st, "--node", "c", "--checkpoint",
-                     str(c["id"]), "--json"])
-            expect_rc(q, 0)
-            total = sum(r["value"][0] for r in json.loads(q.stdout))
+            total = state_total(st, "c", c["id"])
             check(total == c["events"] and total > 0, "savepoint %s: counts %d, events %d"
                   % (c["id"], total, c["events"]))
         out = os.path.join(d, "out.jsonl")
@@ -278,9 +289,6 @@ def two_readers_stop_at_one_position_for_a_savepoint():
     # A source feeding two branches has one reader per branch in dedup mode; a savepoint
     # (here the one SIGTERM takes) aligns them first, so both branches' counts add up to
     # the same number of events.
-    import signal
-    import subprocess
-    import time
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), """pipeline: tb
 semantics: effectively-once
@@ -296,19 +304,11 @@ nodes:
   b_out: {sink: file, input: b, path: b.jsonl}
 """)
         st = os.path.join(d, "s.db")
-        proc = subprocess.Popen([BIN, "run", y, "--state", st, "--chaos", "seed=2,fail=a:0.002"],
-                                cwd=d, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.2)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-        check(proc.returncode == 143, "exit %s: %s" % (proc.returncode, err))
-        p = run(["checkpoints", "list", "--state", st, "--json"])
-        cps = json.loads(p.stdout)
+        cps = run_and_signal(y, st, d, ["--chaos", "seed=2,fail=a:0.002"],
+                             [(1.2, signal.SIGTERM)])
         check(len(cps) == 1 and cps[0]["kind"] == "savepoint", cps)
         for node in ("a", "b"):
-            q = run(["state", "get", "--state", st, "--node", node, "--json"])
-            expect_rc(q, 0)
-            total = sum(r["value"][0] for r in json.loads(q.stdout))
+            total = state_total(st, node)
             check(total == cps[0]["events"], "node %s counted %d of %d events"
                   % (node, total, cps[0]["events"]))
         check(last_sum(os.path.join(d, "a.jsonl"), "k", "count") == cps[0]["events"], "a.jsonl")
