@@ -795,11 +795,11 @@ def snapshot_dead_letters_once_across_recoveries_and_crashes():
         y = write(os.path.join(d, "dl.yaml"), """pipeline: dl
 checkpoint: {interval: 5ms}
 nodes:
-  events: {source: generate, count: 200000}
+  events: {source: generate, count: 600000}
   parse:
     op: map
     input: events
-    lua: 'if e.n % 10000 == 7 then error("bad " .. e.n) end; return {k = e.n % 5}'
+    lua: 'if e.n % 30000 == 7 then error("bad " .. e.n) end; return {k = e.n % 5}'
     on_error: dead_letter
     dead_letter: dl.jsonl
   counts: {op: count, input: parse, key: k, emit: final}
@@ -807,15 +807,16 @@ nodes:
 """)
         def dead():
             return sorted(r["record"]["n"] for r in read_jsonl(os.path.join(d, "dl.jsonl")))
-        want = [n for n in range(200000) if n % 10000 == 7]
+        want = [n for n in range(600000) if n % 30000 == 7]
         # In-process recoveries replay records that were dead-lettered already.
-        p = run(["run", y, "--json", "-q", "--chaos", "seed=3,fail=counts:0.00005"], cwd=d)
+        p = run(["run", y, "--json", "-q", "--chaos", "seed=3,fail=counts:0.00002"], cwd=d)
         expect_rc(p, 0)
         check(json.loads(p.stdout)["recoveries"]["count"] >= 2, p.stdout)
         check(dead() == want, f"each bad record once: {dead()}")
         # So do restarts after a crash.
         for point in ("after-checkpoint-complete", "in-checkpoint-txn", "after-barrier"):
-            cmd = ["run", y, "-q", "--chaos", f"seed=4,crash-at={point}:3"]
+            # The 2nd passage: a run on a loaded machine may commit few checkpoints.
+            cmd = ["run", y, "-q", "--chaos", f"seed=4,crash-at={point}:2"]
             p = run(cmd + ["--fresh"], cwd=d)
             check(p.returncode == -9, f"{point}: {p.returncode} {p.stderr}")
             expect_rc(run(cmd, cwd=d), 0)
