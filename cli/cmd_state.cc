@@ -14,6 +14,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <optional>
+#include <string>
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
@@ -118,8 +121,12 @@ struct GetArgs {
 int Get(const GetArgs& a) {
   std::unique_ptr<StateStore> store;
   Status st = OpenStateForReading(a.state, &store);
+  // Dedup mode commits per task, after its newest savepoint: `latest` is those commits.
+  std::vector<DedupChannel> dedup;
+  if (st.ok()) st = store->DedupChannels(&dedup);
+  const bool from_commits = st.ok() && a.checkpoint == "latest" && !dedup.empty();
   int64_t id = 0;
-  if (st.ok()) st = ResolveCheckpoint(store.get(), a.checkpoint, &id);
+  if (st.ok() && !from_commits) st = ResolveCheckpoint(store.get(), a.checkpoint, &id);
   if (!st.ok()) return ReportError(st);
 
   std::vector<Entry> entries;
@@ -128,7 +135,9 @@ int Get(const GetArgs& a) {
     StateValue sv;
     if (!DecodeValues(key, &e.key) || !DecodeStateValue(value, &sv)) {
       return Status::State("state file " + a.state + ": node '" + a.node +
-                           "': a key or value at checkpoint " + std::to_string(id) +
+                           "': a key or value at " +
+                               (from_commits ? std::string("its last commit")
+                                             : "checkpoint " + std::to_string(id)) +
                            " does not decode (corrupt file, or written by a newer onceflow)");
     }
     e.value.assign(sv.begin(), sv.end());
@@ -136,7 +145,26 @@ int Get(const GetArgs& a) {
     return Status::Ok();
   };
 
-  if (a.keys.empty()) {
+  if (from_commits) {
+    std::map<std::string, std::optional<std::string>> live;
+    st = store->DedupState(a.node, [&](std::string_view key, const std::string_view* value) {
+      auto& slot = live[std::string(key)];
+      if (value != nullptr) {
+        slot = std::string(*value);
+      } else {
+        slot.reset();
+      }
+      return Status::Ok();
+    });
+    const std::vector<std::string> encodings = KeyEncodings(a.keys);
+    for (const auto& [key, value] : live) {
+      if (!st.ok()) break;
+      if (!value) continue;
+      bool match = a.keys.empty();
+      for (const auto& e : encodings) match = match || key.compare(0, e.size(), e) == 0;
+      if (match) st = add(key, *value);
+    }
+  } else if (a.keys.empty()) {
     st = store->RestoreState(id, a.node, add);
   } else {
     const std::vector<std::string> encodings = KeyEncodings(a.keys);
@@ -178,7 +206,7 @@ int Get(const GetArgs& a) {
     for (const auto& e : entries) out += TextList(e.key) + " -> " + TextList(e.value) + "\n";
     std::cout << out;
   }
-  if (entries.empty()) {
+  if (entries.empty() && !from_commits) {
     // Not an error (an absent key is an answer), but say why the output is empty: a typo
     // in --node looks the same as a node without state, so name the nodes that have some.
     CheckpointDetail d;

@@ -91,6 +91,24 @@ def examples_match_snapshot_mode():
 
 
 @test
+def state_get_reads_the_last_commits():
+    with Tmp() as d:
+        p, s, out = run_pipeline(d, "wordcount", "dedup")
+        expect_rc(p, 0)
+        st = os.path.join(d, "dedup", "state.db")
+        want = {r["word"]: r["count"] for r in read_jsonl(out)}
+        q = run(["state", "get", "--state", st, "--node", "counts", "--json"])
+        expect_rc(q, 0)
+        got = {r["key"][0]: r["value"][0] for r in json.loads(q.stdout)}
+        check(got == want, "state get differs from the output")
+        q = run(["state", "get", "--state", st, "--node", "counts", "--key", "the"])
+        expect_rc(q, 0)
+        check(q.stdout == "the -> %d\n" % want["the"], q.stdout)
+        q = run(["state", "get", "--state", st, "--node", "counts", "--checkpoint", "1"])
+        expect_rc(q, 3)  # no savepoint was taken
+
+
+@test
 def chaos_fail_recovers_the_failed_task_alone():
     with Tmp() as d:
         p, ref, ref_out = run_pipeline(d, "fanin", "snapshot")
