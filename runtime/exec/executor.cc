@@ -598,6 +598,7 @@ Status Executor::Impl::ProcessFrom(Task& t, size_t first, int port, RecordBatch&
       m.metrics->processed.fetch_add(n, std::memory_order_relaxed);
       m.metrics->emitted.fetch_add(n, std::memory_order_relaxed);
       t.sink_dirty = true;
+      t.sink_uncommitted = true;
       Status st = MaybeFlushSink(t, false);
       if (chaos_on()) Passage(HazardPoint::kAfterSinkWrite);
       return st;

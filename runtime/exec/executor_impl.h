@@ -119,6 +119,9 @@ struct Task {
   Envelope scratch;         // reused envelope for pushes
   int current = 0;          // member being called, to name it in unexpected errors
   bool sink_dirty = false;  // the tail sink has unflushed writes
+  // The tail sink wrote since the last dedup commit (a flush to the OS does not clear
+  // it: only a commit that recorded the synced length does).
+  bool sink_uncommitted = false;
   Clock::time_point last_flush;
   bool exhausted = false;  // source heads: Read() reported the end
   uint64_t injected = 0;   // source heads: the newest barrier injected

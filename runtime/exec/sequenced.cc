@@ -679,10 +679,14 @@ Status Executor::Impl::SeqCommit(Task& t, bool final_commit) {
       });
       m.state.SetEpoch(since + 1);
       if (!blob.empty()) d.changes.emplace_back(NodeId(m.node), blob);
-    } else if (m.kind == NodeKind::kSink && (t.sink_dirty || m.ctx.two_phase)) {
+    } else if (m.kind == NodeKind::kSink && (t.sink_uncommitted || m.ctx.two_phase)) {
+      // Whatever the sink wrote since the last commit, flushed to the OS or not, becomes
+      // durable and its length part of this commit: the positions committed with it say
+      // those records were applied.
       SinkPreCommit pc;
       ONCEFLOW_RETURN_IF_ERROR(m.sink->PreCommit(&pc));
       t.sink_dirty = false;
+      t.sink_uncommitted = false;
       t.last_flush = Clock::now();
       if (m.ctx.two_phase) {
         if (!pc.rows.empty()) d.staged.push_back({NodeId(m.node), std::move(pc.rows)});
@@ -823,6 +827,7 @@ Status Executor::Impl::SeqReopen(Task& t) {
     ONCEFLOW_RETURN_IF_ERROR(OpenMember(t, k));
   }
   t.sink_dirty = false;
+  t.sink_uncommitted = false;
   return Status::Ok();
 }
 

@@ -91,6 +91,29 @@ def examples_match_snapshot_mode():
 
 
 @test
+def a_sink_flushed_before_its_commit_is_still_committed():
+    # The output arrives more than 200 ms after the sink opened, so the sink has flushed
+    # it to the OS before the task commits; the commit must still record its length, or
+    # the next run would cut the file back to nothing.
+    with Tmp() as d:
+        y = write(os.path.join(d, "p.yaml"), """pipeline: fl
+semantics: effectively-once
+mode: dedup
+nodes:
+  g: {source: generate, count: 3000, rate: 10000, lua: 'return {k = "k" .. (n % 7)}'}
+  c: {op: count, input: g, key: k, emit: final}
+  out: {sink: file, input: c, path: out.jsonl}
+""")
+        st = os.path.join(d, "s.db")
+        expect_rc(run(["run", y, "--state", st, "-q"], cwd=d), 0)
+        out = os.path.join(d, "out.jsonl")
+        first = read_jsonl(out)
+        check(sum(r["count"] for r in first) == 3000, first)
+        expect_rc(run(["run", y, "--state", st, "-q"], cwd=d), 0)
+        check(read_jsonl(out) == first, "the rerun changed the output: %s" % read_jsonl(out))
+
+
+@test
 def state_get_reads_the_last_commits():
     with Tmp() as d:
         p, s, out = run_pipeline(d, "wordcount", "dedup")
