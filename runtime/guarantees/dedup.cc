@@ -256,13 +256,14 @@ void DedupGuarantee::CompactLoop() {
   for (;;) {
     cv_.wait_for(lock, kCompactInterval, [&] { return stop_; });
     const bool last = stop_;
+    const bool journals = !journals_.empty();  // guarded by mu_: BeforeOpen adds to it
     lock.unlock();
     int64_t rows = 0, log_rows = 0, log_bytes = 0;
     Status st;
     {
       std::lock_guard<std::mutex> store_lock(store_mu_);
       st = options_.store->DedupCompact(&rows);
-      if (st.ok() && !journals_.empty()) st = PruneJournals();
+      if (st.ok() && journals) st = PruneJournals();
       if (st.ok()) st = options_.store->DedupLogSize(&log_rows, &log_bytes);
     }
     lock.lock();
@@ -325,12 +326,23 @@ Status DedupGuarantee::BeforeOpen(int node, int instance, NodeContext* ctx, Keye
     case NodeKind::kSource: {
       const NodeTypeDef* def = options_.registry->Find(ns.kind, ns.type);
       if (def == nullptr || !def->journaled) return Status::Ok();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = journals_.find({node, instance});
+        if (it != journals_.end()) {  // a local recovery opens the source again
+          ctx->journal = it->second.journal.get();
+          return Status::Ok();
+        }
+      }
+      // Lock order is store_mu_ before mu_ (Commit, Savepoint, CompactLoop): the journal
+      // reads its size under store_mu_, so it is made before mu_ is taken, not under it.
+      auto journal = std::make_unique<StoreJournal>(options_.store, &store_mu_, ns.id, instance);
+      if (!journal->status().ok()) return journal->status();
       std::lock_guard<std::mutex> lock(mu_);
       Journal& slot = journals_[{node, instance}];
       if (!slot.journal) {
-        slot.journal = std::make_unique<StoreJournal>(options_.store, &store_mu_, ns.id, instance);
-        if (!slot.journal->status().ok()) return slot.journal->status();
-        slot.initial_size = slot.journal->size();
+        slot.initial_size = journal->size();
+        slot.journal = std::move(journal);
       }
       ctx->journal = slot.journal.get();
       return Status::Ok();

@@ -17,6 +17,13 @@
 
 namespace onceflow {
 
+YNode::YNode() = default;
+YNode::YNode(const YNode&) = default;
+YNode::YNode(YNode&&) noexcept = default;
+YNode& YNode::operator=(const YNode&) = default;
+YNode& YNode::operator=(YNode&&) noexcept = default;
+YNode::~YNode() = default;
+
 const YNode* YNode::Find(std::string_view key) const {
   if (kind != Kind::kMap) return nullptr;
   for (const auto& [k, v] : entries) {

@@ -26,6 +26,16 @@ class YNode {
  public:
   enum class Kind { kNull, kScalar, kSequence, kMap };
 
+  // Declared here, defaulted in yaml_tree.cc: `entries` holds pairs of YNode, which is
+  // incomplete inside its own class, and clang (unlike g++) instantiates the vector's
+  // destructor at the closing brace if these are left implicit.
+  YNode();
+  YNode(const YNode&);
+  YNode(YNode&&) noexcept;
+  YNode& operator=(const YNode&);
+  YNode& operator=(YNode&&) noexcept;
+  ~YNode();
+
   Kind kind = Kind::kNull;
   SourceLoc loc;
   // Scalar text (after ${VAR} interpolation). Empty for non-scalars.
