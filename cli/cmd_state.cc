@@ -14,8 +14,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <iostream>
-#include <map>
-#include <optional>
 #include <string>
 
 #include "cli/commands.h"
@@ -146,24 +144,12 @@ int Get(const GetArgs& a) {
   };
 
   if (from_commits) {
-    std::map<std::string, std::optional<std::string>> live;
-    st = store->DedupState(a.node, [&](std::string_view key, const std::string_view* value) {
-      auto& slot = live[std::string(key)];
-      if (value != nullptr) {
-        slot = std::string(*value);
-      } else {
-        slot.reset();
-      }
-      return Status::Ok();
-    });
     const std::vector<std::string> encodings = KeyEncodings(a.keys);
-    for (const auto& [key, value] : live) {
-      if (!st.ok()) break;
-      if (!value) continue;
+    st = store->DedupLiveState(a.node, [&](const std::string& key, const std::string& value) {
       bool match = a.keys.empty();
       for (const auto& e : encodings) match = match || key.compare(0, e.size(), e) == 0;
-      if (match) st = add(key, *value);
-    }
+      return match ? add(key, value) : Status::Ok();
+    });
   } else if (a.keys.empty()) {
     st = store->RestoreState(id, a.node, add);
   } else {

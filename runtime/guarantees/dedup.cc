@@ -215,20 +215,11 @@ Status DedupGuarantee::Savepoint(const std::vector<TaskSnapshot::SourceSnap>& so
   ONCEFLOW_RETURN_IF_ERROR(store->NewWriter(id, &w));
   for (const NodeSpec& ns : spec_->nodes) {
     if (ns.kind != NodeKind::kOperator) continue;
-    std::map<std::string, std::optional<std::string>> keys;
     ONCEFLOW_RETURN_IF_ERROR(
-        store->DedupState(ns.id, [&](std::string_view key, const std::string_view* value) {
-          auto& slot = keys[std::string(key)];
-          if (value != nullptr) {
-            slot = std::string(*value);
-          } else {
-            slot.reset();
-          }
+        store->DedupLiveState(ns.id, [&](const std::string& key, const std::string& value) {
+          w->PutState(ns.id, key, &value);
           return Status::Ok();
         }));
-    for (const auto& [key, value] : keys) {
-      if (value) w->PutState(ns.id, key, &*value);
-    }
   }
   int64_t events = 0;
   for (const auto& s : sources) {

@@ -311,6 +311,11 @@ class StateStore {
   // (value nullptr: erased). Later visits of a key override earlier ones.
   Status DedupState(const std::string& node,
                     const std::function<Status(std::string_view key, const std::string_view* value)>& fn);
+  // The live keys of `node` as DedupState leaves them (later changes win, erased keys
+  // gone), visited in key order. A non-ok Status from fn stops and is returned.
+  Status DedupLiveState(const std::string& node,
+                        const std::function<Status(const std::string& key,
+                                                   const std::string& value)>& fn);
   // Folds the changelog into dedup_state in one transaction, then copies the WAL back when
   // it grew past its bound. *rows (may be null): changelog rows folded.
   Status DedupCompact(int64_t* rows);

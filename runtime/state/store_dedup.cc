@@ -236,6 +236,26 @@ Status StateStore::DedupState(
   return rc == SQLITE_DONE ? Status::Ok() : Error("reading the state changelog");
 }
 
+Status StateStore::DedupLiveState(
+    const std::string& node,
+    const std::function<Status(const std::string& key, const std::string& value)>& fn) {
+  std::map<std::string, std::optional<std::string>> live;
+  ONCEFLOW_RETURN_IF_ERROR(
+      DedupState(node, [&](std::string_view key, const std::string_view* value) {
+        auto& slot = live[std::string(key)];
+        if (value != nullptr) {
+          slot = std::string(*value);
+        } else {
+          slot.reset();
+        }
+        return Status::Ok();
+      }));
+  for (const auto& [key, value] : live) {
+    if (value) ONCEFLOW_RETURN_IF_ERROR(fn(key, *value));
+  }
+  return Status::Ok();
+}
+
 Status StateStore::DedupCompact(int64_t* rows) {
   int64_t folded = 0;
   Status st = WithTransaction(false, [&] {
