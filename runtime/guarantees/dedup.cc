@@ -2,7 +2,6 @@
 #include "runtime/guarantees/dedup.h"
 
 #include <chrono>
-#include <optional>
 #include <set>
 #include <sstream>
 
