@@ -247,7 +247,7 @@ int Show(const std::string& path, const std::string& id_text, bool json) {
     os << "  " << name << std::string(11 - std::strlen(name), ' ') << value << "\n";
   }
   // A titled table per part; a table with no rows says so instead of printing a header.
-  auto section = [&os](const char* title, const char* none, const Table& t) {
+  auto section = [](const char* title, const char* none, const Table& t) {
     os << title << ":\n";
     if (t.empty()) {
       os << "  " << none << "\n";

@@ -157,7 +157,7 @@ Command RegisterOperators(CLI::App& app, const Registry& registry) {
   describe->add_flag("--json", args->json, "print as JSON");
   CLI::App* man = cmd->add_subcommand("man", "");  // hidden: roff for onceflow-pipeline(5)
   man->group("");
-  return [args, &registry, list, describe, man]() {
+  return [args, &registry, describe, man]() {
     if (man->parsed()) {
       PrintMan(registry, std::cout);
       return int(kExitOk);

@@ -13,7 +13,7 @@
 // seq_start > mark a gap — left over from before a restart — and both are dropped (the
 // producer sends again in order). Every kCommitEnvelopes envelopes or kCommitInterval,
 // when idle with work pending, and at its end, the task commits in one transaction (the
-// strategy's Commit): the marks, its operators' state changes, its sink's progress (a
+// strategy's CommitTask): the marks, its operators' state changes, its sink's progress (a
 // `file` sink's fsynced length; an `sqlite` sink's rows, staged and then applied with an
 // epoch marker) and its outputs, each staged batch becoming one sequence number on its
 // channel. Only after the commit are the outputs sent ("strong productions"), and the
@@ -741,7 +741,7 @@ Status Executor::Impl::SeqCommit(Task& t, bool final_commit) {
     d.in_txn_hook = [] { CrashNow(); };
   }
   int64_t epoch = 0;
-  ONCEFLOW_RETURN_IF_ERROR(guarantee->Commit(d, &epoch));
+  ONCEFLOW_RETURN_IF_ERROR(guarantee->CommitTask(d, &epoch));
   if (epoch != 0) {
     // Committed: apply the staged rows to the sink's own database (idempotent by epoch;
     // a crash before this is rolled forward by the next run).

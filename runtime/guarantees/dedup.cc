@@ -364,7 +364,7 @@ void DedupGuarantee::PersistBeforeCrash() {
   // Called by a thread about to crash outside any commit (a source event, a sink write):
   // it waits for a commit or compaction in progress, so the fired set is always saved and
   // a restarted process does not inject the same faults again. (A crash inside a commit,
-  // in-dedup-commit, saved the set before that commit began, in Commit.)
+  // in-dedup-commit, saved the set before that commit began, in CommitTask.)
   std::lock_guard<std::mutex> lock(store_mu_);
   SaveFiredFaults(options_.store, *options_.chaos);
 }
@@ -383,7 +383,7 @@ Status DedupGuarantee::Outbox(const std::string& name,
   return options_.store->DedupOutbox(name, fn);
 }
 
-Status DedupGuarantee::Commit(const DedupCommitData& data, int64_t* epoch) {
+Status DedupGuarantee::CommitTask(const DedupCommitData& data, int64_t* epoch) {
   std::lock_guard<std::mutex> lock(store_mu_);
   if (data.in_txn_hook && options_.chaos != nullptr) {
     // A crash inside this transaction must find the fired set already saved.

@@ -27,7 +27,7 @@
 // There are no global checkpoints in this mode: `checkpoints list` shows none, and
 // --from-checkpoint is refused.
 //
-// Threading: Commit, AfterApply, BeforeOpen and OnLocalRecovery may be called from any
+// Threading: CommitTask, AfterApply, BeforeOpen and OnLocalRecovery may be called from any
 // task thread at once; one mutex serialises the store (one SQLite connection).
 #pragma once
 
@@ -96,7 +96,7 @@ class DedupGuarantee : public Guarantee {
   DedupChannel CommittedChannel(const std::string& name) const override;
   Status Outbox(const std::string& name,
                 const std::function<Status(int64_t, std::string_view)>& fn) override;
-  Status Commit(const DedupCommitData& data, int64_t* epoch) override;
+  Status CommitTask(const DedupCommitData& data, int64_t* epoch) override;
   Status AfterApply(int64_t epoch, const std::string& node) override;
   const std::string& lineage() const override { return options_.store->lineage_id(); }
   bool OnLocalRecovery(int node, const Status& error) override;

@@ -28,12 +28,12 @@
 //
 // Sequenced channels (dedup mode, sequenced() true): every channel carries sequence
 // numbers, and each task commits {consumed positions, state changes, outputs} through
-// Commit; the executor sends outputs only after their commit and recovers a failed task
+// CommitTask; the executor sends outputs only after their commit and recovers a failed task
 // alone (runtime/exec/sequenced.cc describes the protocol):
 //
 //   CommittedChannel  any task thread, at open: what the state file holds for a channel.
 //   Outbox            a producer task thread, at open: its committed, unsent outputs.
-//   Commit            a task thread: one task's commit (one transaction).
+//   CommitTask        a task thread: one task's commit (one transaction).
 //   AfterApply        a task thread: a sink applied the rows staged under `epoch`.
 //   OnLocalRecovery   a task thread: it restarted alone after a transient failure.
 //
@@ -160,7 +160,7 @@ class Guarantee {
     return Status::Ok();
   }
   // *epoch: the epoch the staged sink rows were stored under (0: none).
-  virtual Status Commit(const DedupCommitData& data, int64_t* epoch) { return Status::Ok(); }
+  virtual Status CommitTask(const DedupCommitData& data, int64_t* epoch) { return Status::Ok(); }
   virtual Status AfterApply(int64_t epoch, const std::string& node) { return Status::Ok(); }
   virtual const std::string& lineage() const {
     static const std::string kNone;
