@@ -346,6 +346,11 @@ def read_sink(t):
         con = sqlite3.connect("file:%s?mode=ro" % t.output, uri=True)
         try:
             con.row_factory = sqlite3.Row
+            # The sink creates its table with its first rows: an at-most-once run that
+            # lost everything (a crash whose lease covered the whole input) has none.
+            if con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                           (p["table"],)).fetchone() is None:
+                return []
             try:
                 rows = con.execute('SELECT * FROM "%s"' % p["table"]).fetchall()
             except sqlite3.OperationalError as e:
