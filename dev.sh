@@ -7,7 +7,8 @@
 #   ./dev.sh build     install what is missing and build
 #   ./dev.sh sanitize  install what is missing, build with clang under sanitizers in
 #                      build-asan (ASan+UBSan) and build-tsan (TSan), run the unit and
-#                      e2e suites under ASan+UBSan and the threaded ones under TSan
+#                      e2e suites and short libFuzzer runs (tests/fuzz) under ASan+UBSan
+#                      and the threaded ones under TSan
 #
 # Environment: BUILD_DIR (default build), JOBS (default: number of cores).
 set -euo pipefail
@@ -22,7 +23,7 @@ PACKAGES=(
   libyaml-cpp-dev libcli11-dev libsqlite3-dev libspdlog-dev doctest-dev
   libluajit2-5.1-dev libsimdjson-dev nlohmann-json3-dev libabsl-dev
   python3 mandoc sqlite3 mawk
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev ccache
 )
 
 install_missing() {
@@ -40,8 +41,18 @@ install_missing() {
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# ccache (when installed) makes a rebuild of an unchanged file, in any of the build
+# folders or a fresh clone, a cache hit: paths are hashed relative to the checkout.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
+launcher() {
+  if command -v ccache >/dev/null; then
+    echo "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache"
+  fi
+}
+
 build() {
-  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  # shellcheck disable=SC2046
+  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo $(launcher) >/dev/null
   cmake --build "$BUILD_DIR" -j "$JOBS"
 }
 
@@ -56,23 +67,25 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:exitcode=86:second_deadlock_
 # Configures and builds one sanitizer folder with clang: $1 folder, $2 sanitizers,
 # remaining arguments: the targets to build.
 sanitizer_build() {
-  local dir=$1 san=$2
-  shift 2
+  local dir=$1 san=$2 fuzz=$3
+  shift 3
+  # shellcheck disable=SC2046
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
-    -DONCEFLOW_SANITIZE="$san" -DONCEFLOW_BENCH=OFF >/dev/null
+    -DONCEFLOW_SANITIZE="$san" -DONCEFLOW_FUZZ="$fuzz" -DONCEFLOW_BENCH=OFF $(launcher) >/dev/null
   cmake --build "$dir" -j "$JOBS" --target "$@"
 }
 
 # ASan+UBSan: every unit and e2e suite (not the crash suites, label `crash`: they kill
-# the binary on purpose for minutes and add nothing the e2e suites do not reach).
+# the binary on purpose for minutes and add nothing the e2e suites do not reach), and
+# the libFuzzer targets (tests/fuzz, label `fuzz`) for ONCEFLOW_FUZZ_SECONDS each.
 # TSan: the tests that run threads against each other (label `threads`): channels and the
 # executor (unit_exec), barriers and at-most-once leases (unit_guarantees), the state
 # store (unit_state), sequenced channels, local recovery and savepoints (e2e_dedup),
 # every guarantee under injected faults (e2e_compare).
 sanitize() {
-  sanitizer_build build-asan address,undefined all
+  sanitizer_build build-asan address,undefined ON all
   ctest --test-dir build-asan --output-on-failure -j "$JOBS" -LE crash
-  sanitizer_build build-tsan thread onceflow unit_exec unit_guarantees unit_state
+  sanitizer_build build-tsan thread OFF onceflow unit_exec unit_guarantees unit_state
   ctest --test-dir build-tsan --output-on-failure -j "$JOBS" -L threads
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/container/flat_hash_set.h"
+#include "simdjson.h"
 
 namespace onceflow::ops {
 
@@ -171,6 +172,12 @@ Status StreamDecoder::DecodeCsv(size_t max, bool at_eof, Emitter& out, size_t* p
         if (name.empty()) {
           return Status::DataError("csv header: column " + std::to_string(i + 1) +
                                    " has no name");
+        }
+        // Field names are written as JSON, where invalid UTF-8 becomes U+FFFD: two names
+        // that differ only in invalid bytes would then collide.
+        if (!simdjson::validate_utf8(name.data(), name.size())) {
+          return Status::DataError("csv header: column " + std::to_string(i + 1) +
+                                   " is not valid UTF-8");
         }
         if (!seen.insert(name).second) {
           return Status::DataError("csv header: duplicate column '" + name + "'");

@@ -66,7 +66,8 @@ bool ForEachChange(
     const std::function<void(std::string_view key, const std::string_view* value)>& fn) {
   while (!blob.empty()) {
     uint32_t klen = 0;
-    if (!GetU32(&blob, &klen) || blob.size() < klen + 1u) return false;
+    // size_t arithmetic: klen + 1 must not wrap around for klen = 2^32 - 1.
+    if (!GetU32(&blob, &klen) || blob.size() < static_cast<size_t>(klen) + 1) return false;
     std::string_view key = blob.substr(0, klen);
     blob.remove_prefix(klen);
     const char has = blob[0];

@@ -101,6 +101,30 @@ TEST_CASE("file source: csv with header, quoting, CRLF and typed cells") {
   CHECK(out[3].origin.position == 5);
 }
 
+TEST_CASE("file source: a csv header must name every column once, in valid UTF-8") {
+  TempDir dir;
+  auto p = LoadYaml(dir.path(), FileSourceYaml("    format: csv\n"));
+  REQUIRE_MESSAGE(p->ok, p->Rendered());
+  // The last two differ only in invalid bytes, which the jsonl writer turns into the same
+  // U+FFFD: they must not become two fields of one name (found by fuzz_records).
+  const std::pair<std::string, std::string> headers[] = {
+      {"a,b,a\n1,2,3\n", "duplicate column 'a'"},
+      {"a,,b\n1,2,3\n", "column 2 has no name"},
+      {"\x9b,ly,\xfd\n1,2,3\n", "column 1 is not valid UTF-8"},
+  };
+  for (const auto& [text, want] : headers) {
+    CAPTURE(want);
+    WriteFile(dir / "in.txt", text);
+    Harness h(*p, "src");
+    auto src = Open(*p, h);
+    RecordBatch out;
+    Status st = ReadAll(*src, &out);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.message().find(want) != std::string::npos);
+    CHECK(out.empty());
+  }
+}
+
 TEST_CASE("file source: Position/Seek round trip, for every format") {
   TempDir dir;
   struct Case {

@@ -66,6 +66,8 @@ TEST_CASE("changelog blobs round-trip values and tombstones, and reject bad byte
   CHECK(seen == std::vector<std::pair<std::string, bool>>{{"k1", true}, {"k2", false}, {"", true}});
   CHECK_FALSE(ForEachChange(blob.substr(0, blob.size() - 1), [](auto, auto) {}));
   CHECK_FALSE(ForEachChange("\x05\x00\x00\x00" "ab", [](auto, auto) {}));
+  // A key length of 2^32 - 1: the bounds check must not wrap around (found by fuzz_state).
+  CHECK_FALSE(ForEachChange(std::string_view("\xff\xff\xff\xff" "key\x01", 8), [](auto, auto) {}));
 }
 
 TEST_CASE("a commit is read back after reopening: positions, outbox, state, sink lengths") {
