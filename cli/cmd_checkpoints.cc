@@ -163,7 +163,7 @@ nlohmann::ordered_json InfoJson(const CheckpointInfo& c, int64_t head) {
 
 // Node names and paths come from the file: never let a stray byte abort the dump.
 std::string Dump(const nlohmann::ordered_json& j) {
-  return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return DumpJson(j, 2);
 }
 
 int List(const std::string& path, bool json) {

@@ -499,7 +499,7 @@ int Compare(const CompareArgs& args, const Registry& registry) {
     for (size_t i = 0; i < rows.size(); ++i)
       out["rows"].push_back(RowJson(rows[i], results[i], events));
     out["notes"] = cmp.notes();
-    std::cout << out.dump(2) << std::endl;
+    std::cout << DumpJson(out, 2) << std::endl;
   } else {
     PrintTable(rows, results, events);
   }

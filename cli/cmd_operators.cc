@@ -188,7 +188,7 @@ Command RegisterOperators(CLI::App& app, const Registry& registry) {
       if (args->json) {
         nlohmann::json j = nlohmann::json::array();
         for (const NodeTypeDef* d : hits) j.push_back(DescribeJson(*d));
-        std::cout << (hits.size() == 1 ? j[0] : j).dump(2) << "\n";
+        std::cout << DumpJson(hits.size() == 1 ? j[0] : j, 2) << "\n";
       } else {
         for (size_t i = 0; i < hits.size(); ++i) {
           if (i) std::cout << "\n";
@@ -201,7 +201,7 @@ Command RegisterOperators(CLI::App& app, const Registry& registry) {
     if (args->json) {
       nlohmann::json j = nlohmann::json::array();
       for (const NodeTypeDef* d : registry.All()) j.push_back(DescribeJson(*d));
-      std::cout << j.dump(2) << "\n";
+      std::cout << DumpJson(j, 2) << "\n";
       return int(kExitOk);
     }
     NodeKind last = NodeKind::kSink;

@@ -383,13 +383,13 @@ int Report(const PipelineSpec& spec, const RunArgs& args, const Status& st, cons
   }
   if (!args.summary_path.empty()) {
     std::ofstream out(args.summary_path, std::ios::trunc);
-    out << summary.dump(2) << "\n";
+    out << DumpJson(summary, 2) << "\n";
     if (!out) {
       std::cerr << "onceflow: error: cannot write summary to '" << args.summary_path << "'\n";
       if (st.ok()) return kExitFailed;
     }
   }
-  if (args.json) std::cout << summary.dump() << std::endl;
+  if (args.json) std::cout << DumpJson(summary) << std::endl;
   if (!st.ok()) {
     spdlog::error("{}", st.message());
     return ExitCodeFor(st);

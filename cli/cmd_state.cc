@@ -183,7 +183,7 @@ int Get(const GetArgs& a) {
       nlohmann::ordered_json j = {{"key", JsonList(entries[i].key)},
                                   {"value", JsonList(entries[i].value)}};
       out += (i ? ",\n  " : "\n  ") +
-             j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+             DumpJson(j);
     }
     out += entries.empty() ? "]\n" : "\n]\n";
     std::cout << out;

@@ -195,7 +195,7 @@ Command RegisterValidate(CLI::App& app, const Registry& registry) {
     if (!LoadAndReport(args->file, args->load, registry, &spec)) return int(kExitInvalid);
     Plan plan = BuildPlan(spec);
     if (args->json) {
-      std::cout << PlanJson(registry, spec, plan).dump(2) << "\n";
+      std::cout << DumpJson(PlanJson(registry, spec, plan), 2) << "\n";
     } else {
       PrintPlanText(registry, spec, plan, std::cout);
     }

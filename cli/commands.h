@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "nlohmann/json.hpp"
 #include "runtime/core/registry.h"
 #include "runtime/core/status.h"
 #include "runtime/spec/loader.h"
@@ -45,6 +46,14 @@ void AddSetOption(CLI::App* cmd, std::vector<std::string>* sets);
 // Status::Invalid when a `fail=` item of --chaos names no node of `spec`, or a node that is
 // not an operator (only operators fail on records).
 Status CheckChaosNodes(const PipelineSpec& spec, const ChaosSpec& chaos);
+
+// JSON text for output. Strings that are not valid UTF-8 (a raw input line quoted in an
+// error, a field name) are written with U+FFFD instead of throwing: output must never
+// abort the command. indent < 0: one line.
+template <typename Json>
+std::string DumpJson(const Json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
 
 // Shared by `checkpoints` and `state` (defined in cmd_checkpoints.cc).
 // Prints "onceflow: error: MESSAGE" on stderr and returns the exit code of `st`.

@@ -29,12 +29,13 @@ Status MakeParentDirs(const std::string& path) {
     if (pos != dir.size() && dir[pos] != '/') continue;
     std::string part = dir.substr(0, pos);
     if (::mkdir(part.c_str(), 0777) != 0 && errno != EEXIST) {
-      return Status::IOError("cannot create folder '" + part + "': " + std::strerror(errno));
+      return Status::IOError("cannot create '" + path + "': cannot create folder '" + part +
+                             "': " + std::strerror(errno));
     }
   }
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return Status::IOError("'" + dir + "' is not a folder");
+    return Status::IOError("cannot create '" + path + "': '" + dir + "' is not a folder");
   }
   return Status::Ok();
 }

@@ -344,7 +344,14 @@ bool JsonParser::ParseObject(std::string_view line, Record* rec, std::string* er
     if (doc.current_location().get(rest) == simdjson::SUCCESS) err = simdjson::TRAILING_CONTENT;
   }
   if (err) {
-    *error = std::string("invalid JSON: ") + simdjson::error_message(err);
+    // simdjson says "does not have the requested type" for `[1,2]`, `42` or `not json`:
+    // name what was expected instead.
+    const size_t first = line.find_first_not_of(" \t\r\n");
+    if (first != std::string_view::npos && line[first] != '{') {
+      *error = "invalid JSON: not a JSON object (each record must be one {...} object)";
+    } else {
+      *error = std::string("invalid JSON: ") + simdjson::error_message(err);
+    }
     return false;
   }
   return true;

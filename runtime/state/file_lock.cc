@@ -46,7 +46,12 @@ Status FileLock::Acquire(const std::string& lock_path, const std::string& what) 
     return Status::State("state file " + what + " is already open in this process (lock " +
                          lock_path + ")");
   }
-  int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  bool created = true;
+  int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == EEXIST) {
+    created = false;
+    fd = open(lock_path.c_str(), O_RDWR | O_CLOEXEC);
+  }
   if (fd < 0) {
     return Status::State("state file " + what + ": cannot open lock file " + lock_path + ": " +
                          std::strerror(errno));
@@ -71,6 +76,7 @@ Status FileLock::Acquire(const std::string& lock_path, const std::string& what) 
         pid = ReadPid(fd);
       }
       close(fd);
+      if (created) unlink(lock_path.c_str());  // cannot happen: we made it, nobody locks it
       return Status::State("state file " + what + " is in use by process " +
                            (pid.empty() ? std::string("?") : pid) + " (lock " + lock_path + ")");
     }
@@ -89,10 +95,18 @@ Status FileLock::Acquire(const std::string& lock_path, const std::string& what) 
     return Status::State("state file " + what + ": cannot stat lock file " + lock_path);
   }
   fd_ = fd;
+  created_ = created;
+  path_ = lock_path;
   dev_ = static_cast<unsigned long long>(st.st_dev);
   ino_ = static_cast<unsigned long long>(st.st_ino);
   Registry().insert({dev_, ino_});
   return Status::Ok();
+}
+
+void FileLock::RemoveIfCreated() {
+  if (fd_ < 0) return;
+  if (created_) unlink(path_.c_str());  // while still holding the lock
+  Release();
 }
 
 void FileLock::Release() {

@@ -11,8 +11,9 @@
 // always "succeeds", and closing its descriptor would silently release the first. So this
 // class also keeps a process-wide registry of held lock files (by device and inode) and
 // refuses a second acquisition in the same process *without opening the file again*.
-// The lock file is never unlinked: unlinking while another process waits to lock it would
-// let two processes hold locks on two different inodes of the same name.
+// The lock file of a state file in use is never unlinked: unlinking while another process
+// is about to lock it would let two processes hold locks on two different inodes of the
+// same name. The one exception is RemoveIfCreated, for a file the opener refused.
 //
 // Threading: Acquire may be called from any thread (the registry is mutex-protected); one
 // FileLock object belongs to one owner.
@@ -40,9 +41,17 @@ class FileLock {
   // nobody trusts: only the fcntl lock is authoritative.
   void Release();
   bool held() const { return fd_ >= 0; }
+  // Releases the lock and, when Acquire created the lock file, removes it: for a state
+  // file that was refused after the lock was taken (corrupt, another pipeline's), so that
+  // refusing leaves nothing behind. A process that opened the lock file in the meantime
+  // may then lock the unlinked inode while a third locks a new one; both would be
+  // refused by the same check, so the file stays unused either way.
+  void RemoveIfCreated();
 
  private:
   int fd_ = -1;
+  bool created_ = false;
+  std::string path_;
   unsigned long long dev_ = 0, ino_ = 0;
 };
 

@@ -602,8 +602,17 @@ Status StateStore::Open(const std::string& path, const std::string& pipeline_nam
     }
   }
   // The lock comes first for a writer: nobody else may change the file between our
-  // inspection and our writes.
-  if (!mode.read_only) ONCEFLOW_RETURN_IF_ERROR(s->lock_.Acquire(path + ".lock", path));
+  // inspection and our writes. A file that is plainly not usable (not ours, newer,
+  // truncated) is refused before, so no lock file appears beside it; it is inspected
+  // again under the lock.
+  if (!mode.read_only) {
+    bool empty = false;
+    int64_t raw_version = 0;
+    if (stat(path.c_str(), &existing) == 0) {
+      ONCEFLOW_RETURN_IF_ERROR(InspectHeader(path, &empty, &raw_version));
+    }
+    ONCEFLOW_RETURN_IF_ERROR(s->lock_.Acquire(path + ".lock", path));
+  }
 
   bool create = false;
   int64_t version = 0;     // user_version in the raw header of the main file
@@ -744,7 +753,13 @@ StateStore::~StateStore() {
     }
     sqlite3_close_v2(db_);
   }
-  lock_.Release();  // after SQLite closed: nobody may write while we still might
+  // After SQLite closed: nobody may write while we still might. A refused file keeps no
+  // lock file beside it that this open created.
+  if (opened_) {
+    lock_.Release();
+  } else {
+    lock_.RemoveIfCreated();
+  }
 }
 
 Status StateStore::Exec(const char* sql) { return ExecOn(db_, path_, sql); }

@@ -30,8 +30,9 @@ def test(fn):
 
 
 def run(args, cwd=None, input=None, timeout=120, env=None):
+    # errors="replace": an error message may quote an input line that is not UTF-8.
     return subprocess.run([BIN] + args, cwd=cwd or ROOT, input=input, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+                          text=True, errors="replace", timeout=timeout, env=env)
 
 
 def check(cond, msg):
