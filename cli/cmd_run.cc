@@ -421,6 +421,9 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
   cmd->add_option("--summary", args->summary_path, "write the run summary JSON to PATH");
 
   return [args, &registry]() -> int {
+    // First of all: a SIGTERM that arrives while the pipeline loads (a supervisor stopping
+    // a process it just restarted) must stop the run cleanly, not kill it.
+    InstallSignalHandlers();
     const auto t_command = std::chrono::steady_clock::now();
     auto since_command = [t_command](std::chrono::steady_clock::time_point t) {
       return std::chrono::duration<double>(t - t_command).count();
@@ -438,7 +441,6 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
     if (!CheckRunFlags(spec, *args, &chaos_spec)) return kExitInvalid;
 
     Plan plan = BuildPlan(spec);
-    InstallSignalHandlers();
     RunOptions ro;
     ro.max_events = args->max_events;
     ro.duration_ms = duration_ms;

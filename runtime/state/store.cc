@@ -154,7 +154,8 @@
 //   the WAL into the file at almost every commit of a large checkpoint, so a page a
 //   checkpoint rewrote was written twice per commit. Instead, after a completed
 //   checkpoint, when kTruncateEvery of them have committed since the last copy or the WAL
-//   passed kWalCheckpointBytes (and on close), a wal_checkpoint(TRUNCATE) copies the WAL
+//   passed kWalCheckpointBytes (and on a writable open and on close), a
+//   wal_checkpoint(TRUNCATE) copies the WAL
 //   once and empties it: pages rewritten by several checkpoints are copied once, and the
 //   WAL stays bounded (about kWalCheckpointBytes plus one checkpoint). journal_size_limit
 //   = 64 MB truncates a WAL that a burst made big once it is reset. A TRUNCATE that finds
@@ -730,6 +731,11 @@ Status StateStore::Open(const std::string& path, const std::string& pipeline_nam
       for (const char* sql : kCleanup) ONCEFLOW_RETURN_IF_ERROR(s->Exec(sql));
       return Status::Ok();
     }));
+    // A process killed before its kTruncateEvery-th commit never emptied the WAL, and the
+    // next one counts from zero again: under frequent crashes (a soak with crash-prob
+    // restarting every few seconds) the WAL grew without bound. Empty it at every
+    // writable open instead, best effort like the others (WAL POLICY).
+    sqlite3_wal_checkpoint_v2(s->db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
   }
 
   std::string v;
