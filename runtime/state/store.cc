@@ -1109,11 +1109,17 @@ Status StateStore::SourceOffsets(int64_t id, std::vector<SourceOffset>* out) {
 }
 
 Status StateStore::SinkCommits(int64_t id, std::vector<SinkCommit>* out) {
+  return ReadSinkCommits(
+      "SELECT node, instance, path, length, epoch FROM sink_commits WHERE checkpoint=?1"
+      " ORDER BY node, instance, path",
+      [id](Stmt& q) { q.Bind(1, id); }, "reading sink commits", out);
+}
+
+Status StateStore::ReadSinkCommits(const char* sql, const std::function<void(Stmt&)>& bind,
+                                   const char* what, std::vector<SinkCommit>* out) {
   out->clear();
-  Stmt q(db_,
-         "SELECT node, instance, path, length, epoch FROM sink_commits WHERE checkpoint=?1"
-         " ORDER BY node, instance, path");
-  q.Bind(1, id);
+  Stmt q(db_, sql);
+  bind(q);
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
     SinkCommit c;
@@ -1124,7 +1130,7 @@ Status StateStore::SinkCommits(int64_t id, std::vector<SinkCommit>* out) {
     c.epoch = q.Int(4);
     out->push_back(std::move(c));
   }
-  return rc == SQLITE_DONE ? Status::Ok() : Error("reading sink commits");
+  return rc == SQLITE_DONE ? Status::Ok() : Error(what);
 }
 
 Status StateStore::StagedRows(int64_t id, const std::string& node,

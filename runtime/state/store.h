@@ -113,6 +113,7 @@ struct OpenMode {
 };
 
 class StateStore;
+class Stmt;  // runtime/state/sqlite_stmt.h
 
 // ---- dedup mode (effectively-once per hop): see the dedup_* tables in store.cc ----
 struct DedupChannel {
@@ -378,6 +379,10 @@ class StateStore {
   Status CommitWriter(CheckpointWriter* w, CheckpointStatus status);
   Status WithTransaction(bool full_sync, const std::function<Status()>& body);
   Status Error(const std::string& what) const;
+  // Appends the rows of `sql` — (node, instance, path, length, epoch), bound by the caller
+  // through `bind` — to *out. What sink_commits and dedup_sinks are read through.
+  Status ReadSinkCommits(const char* sql, const std::function<void(Stmt&)>& bind,
+                         const char* what, std::vector<SinkCommit>* out);
 
   std::string path_, pipeline_, lineage_;
   bool read_only_ = false;

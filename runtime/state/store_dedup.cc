@@ -196,18 +196,9 @@ Status StateStore::DedupOutbox(const std::string& channel,
 }
 
 Status StateStore::DedupSinks(std::vector<SinkCommit>* out) {
-  out->clear();
-  Stmt q(db_, "SELECT node, instance, path, length FROM dedup_sinks");
-  int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    SinkCommit c;
-    c.node = q.Text(0);
-    c.instance = static_cast<int>(q.Int(1));
-    c.path = q.Text(2);
-    c.length = q.Int(3);
-    out->push_back(std::move(c));
-  }
-  return rc == SQLITE_DONE ? Status::Ok() : Error("reading dedup sink lengths");
+  // Dedup commits are not checkpoints: epoch 0.
+  return ReadSinkCommits("SELECT node, instance, path, length, 0 FROM dedup_sinks", [](Stmt&) {},
+                         "reading dedup sink lengths", out);
 }
 
 Status StateStore::DedupState(
