@@ -302,10 +302,7 @@ std::string ChangedFields(const nlohmann::json& a, const nlohmann::json& b) {
   std::string out;
   for (const std::string& f : fields) {
     const bool ia = a.contains(f), ib = b.contains(f);
-    if (ia && ib &&
-        DiffExpected({nlohmann::json{{f, a[f]}}}, {nlohmann::json{{f, b[f]}}}, {}, false).ok()) {
-      continue;
-    }
+    if (ia && ib && EquivalentValues(a[f], b[f])) continue;
     if (!out.empty()) out += ", ";
     out += f + " " + (ia ? a[f].dump() : "(none)") + " -> " + (ib ? b[f].dump() : "(none)");
   }

@@ -208,6 +208,10 @@ SinkDiff DiffMultiset(const Records& reference, const Records& run) {
   return d;
 }
 
+bool EquivalentValues(const nlohmann::json& a, const nlohmann::json& b) {
+  return Canonical(a) == Canonical(b);
+}
+
 ExpectDiff DiffExpected(const Records& expected, const Records& written,
                         const std::vector<std::string>& key, bool ordered) {
   ExpectDiff d;

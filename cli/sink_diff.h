@@ -73,6 +73,9 @@ struct ExpectDiff {
   }
 };
 
+// True when two values are equal as DiffExpected and DiffMultiset compare them.
+bool EquivalentValues(const nlohmann::json& a, const nlohmann::json& b);
+
 ExpectDiff DiffExpected(const Records& expected, const Records& written,
                         const std::vector<std::string>& key, bool ordered);
 

@@ -108,6 +108,22 @@ TEST_CASE("expect: doubles compare to 6 decimals, also next to an integer") {
   CHECK_FALSE(DiffExpected(R({R"({"s":1.5})"}), R({R"({"s":1.51})"}), {}, false).ok());
 }
 
+TEST_CASE("equivalent values: numbers to 6 decimals, objects whatever their field order") {
+  CHECK(EquivalentValues(json(2), json(2.0)));
+  CHECK(EquivalentValues(json(1.0000000001), json(1)));
+  CHECK_FALSE(EquivalentValues(json(1), json("1")));
+  CHECK(EquivalentValues(json::parse(R"({"a":1,"b":[2.0]})"), json::parse(R"({"b":[2],"a":1})")));
+  CHECK_FALSE(EquivalentValues(json::parse(R"([1,2])"), json::parse(R"([2,1])")));
+}
+
+TEST_CASE("equivalent values: numbers to 6 decimals, objects whatever their field order") {
+  CHECK(EquivalentValues(json(2), json(2.0)));
+  CHECK(EquivalentValues(json(1.0000000001), json(1)));
+  CHECK_FALSE(EquivalentValues(json(1), json("1")));
+  CHECK(EquivalentValues(json::parse(R"({"a":1,"b":[2.0]})"), json::parse(R"({"b":[2],"a":1})")));
+  CHECK_FALSE(EquivalentValues(json::parse(R"([1,2])"), json::parse(R"([2,1])")));
+}
+
 TEST_CASE("YAML values become JSON as YAML's core schema types them") {
   TempTestFile f(R"(pipeline: p.yaml
 cases:
