@@ -49,15 +49,18 @@ nodes:
     input: big
 """
 
-GOOD = """pipeline: shop.yaml
-cases:
-  - name: counts big orders per item
-    inputs:
+# The records the cases give the `orders` source.
+ORDERS = """    inputs:
       orders:
         - {item: pen, amount: 20}
         - {item: pen, amount: 5}
         - {item: ink, amount: 11}
-    expect:
+"""
+
+GOOD = """pipeline: shop.yaml
+cases:
+  - name: counts big orders per item
+""" + ORDERS + """    expect:
       totals:
         - {item: pen, count: 1}
         - {item: ink, count: 2}   # one from data/extra.jsonl, kept as the pipeline reads it
@@ -73,12 +76,7 @@ cases:
 WRONG = """pipeline: shop.yaml
 cases:
   - name: wrong on purpose
-    inputs:
-      orders:
-        - {item: pen, amount: 20}
-        - {item: pen, amount: 5}
-        - {item: ink, amount: 11}
-    expect:
+""" + ORDERS + """    expect:
       totals:
         - {item: pen, count: 2}
         - {item: ink, count: 2}
