@@ -7,6 +7,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -56,7 +57,8 @@ std::string FirstError(const std::string& path) {
 }
 
 int SpawnAndWait(const std::vector<std::string>& argv, const std::string& err_path,
-                 std::string* error) {
+                 std::string* error,
+                 std::optional<std::chrono::steady_clock::time_point> deadline) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -73,24 +75,45 @@ int SpawnAndWait(const std::vector<std::string>& argv, const std::string& err_pa
     return -1;
   }
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
+  // Without a deadline, one blocking wait; with one, a poll every few milliseconds (a
+  // test case's runs take tens of milliseconds or more, so the delay is noise).
+  const int flags = deadline ? WNOHANG : 0;
+  bool killed = false;
+  for (;;) {
+    const pid_t got = waitpid(pid, &status, flags);
+    if (got == pid) break;
+    if (got < 0 && errno != EINTR) {
       *error = std::string("waitpid: ") + std::strerror(errno);
       return -1;
     }
+    if (got == 0 && !killed && std::chrono::steady_clock::now() >= *deadline) {
+      kill(pid, SIGKILL);
+      killed = true;
+    }
+    if (got == 0) usleep(2000);
   }
-  return status;
+  return killed ? -2 : status;
 }
 
 RestartedRun RunRestarting(const std::function<std::vector<std::string>(int)>& command,
-                           const std::string& dir, int max_restarts) {
+                           const std::string& dir, int max_restarts, int64_t timeout_ms) {
   RestartedRun r;
+  std::optional<RestartedRun::Clock::time_point> deadline;
+  if (timeout_ms > 0) {
+    deadline = RestartedRun::Clock::now() + std::chrono::milliseconds(timeout_ms);
+  }
   for (int n = 1;; ++n) {
     r.last_stderr = dir + "/stderr-" + std::to_string(n) + ".log";
     r.last_start = RestartedRun::Clock::now();
-    const int status = SpawnAndWait(command(n), r.last_stderr, &r.error);
+    const int status = SpawnAndWait(command(n), r.last_stderr, &r.error, deadline);
     r.wall_s += std::chrono::duration<double>(RestartedRun::Clock::now() - r.last_start).count();
     r.runs = n;
+    if (status == -2) {
+      r.outcome = RestartedRun::Outcome::kTimedOut;
+      r.error = "still running after " + std::to_string(timeout_ms) + " ms: killed" +
+                (r.restarts ? " (after " + std::to_string(r.restarts) + " restarts)" : "");
+      return r;
+    }
     if (status < 0) {
       r.outcome = RestartedRun::Outcome::kSpawnFailed;
       return r;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -31,15 +32,17 @@ std::string FirstError(const std::string& path);
 
 // Spawns `argv` with stdin and stdout on /dev/null and stderr written to `err_path`;
 // waits for it. Returns the wait status, or -1 (with *error) when it could not start.
+// With a `deadline`, a child still running then is killed (SIGKILL) and -2 returned.
 int SpawnAndWait(const std::vector<std::string>& argv, const std::string& err_path,
-                 std::string* error);
+                 std::string* error,
+                 std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
 
 // How a run of restarted processes ended.
 struct RestartedRun {
   using Clock = std::chrono::steady_clock;
-  enum class Outcome { kExited, kSpawnFailed, kTooManyRestarts };
+  enum class Outcome { kExited, kSpawnFailed, kTooManyRestarts, kTimedOut };
   Outcome outcome = Outcome::kExited;
-  std::string error;             // kSpawnFailed, kTooManyRestarts
+  std::string error;             // kSpawnFailed, kTooManyRestarts, kTimedOut
   int exit_code = 0;             // kExited: the last process's exit code (128+N when killed by N)
   int runs = 0;                  // processes started
   int restarts = 0;              // processes killed by SIGKILL and started again
@@ -51,9 +54,10 @@ struct RestartedRun {
 
 // Runs command(n) for n = 1, 2, ...: the next one whenever the previous process was
 // killed by SIGKILL (how a chaos crash ends a process), at most `max_restarts` times.
-// Process n's stderr goes to DIR/stderr-n.log.
+// Process n's stderr goes to DIR/stderr-n.log. A `timeout_ms` > 0 bounds the whole
+// series: the process running when it expires is killed (kTimedOut).
 RestartedRun RunRestarting(const std::function<std::vector<std::string>(int)>& command,
-                           const std::string& dir, int max_restarts);
+                           const std::string& dir, int max_restarts, int64_t timeout_ms = 0);
 
 // A sink whose output is read back after a run.
 struct ReadBackSink {

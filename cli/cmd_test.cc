@@ -47,6 +47,8 @@ struct TestArgs {
   bool json = false;
   bool keep = false;
   int max_restarts = 200;
+  std::string timeout;  // --timeout: for each case without its own `timeout:`
+  int64_t timeout_ms = 0;
 };
 
 constexpr size_t kMaxShown = 20;  // records shown per category of a sink's diff
@@ -101,6 +103,36 @@ bool Readable(const NodeSpec& n) {
   return n.type == "file" || n.type == "sqlite" || n.type == "stdout";
 }
 
+const char* WithArticle(NodeKind kind) {
+  switch (kind) {
+    case NodeKind::kSource:
+      return "a source";
+    case NodeKind::kOperator:
+      return "an operator";
+    case NodeKind::kSink:
+      return "a sink";
+  }
+  return "?";
+}
+
+// Reports every id of `records` (written under `key`: inputs or expect) that is not a node
+// of `kind` in the pipeline.
+void CheckIds(const std::vector<CaseRecords>& records, NodeKind kind, const char* key,
+              const std::string& where, const PipelineSpec& spec, Diagnostics* diags) {
+  const std::vector<std::string> ids = NodesOfKind(spec, kind);
+  for (const CaseRecords& cr : records) {
+    const NodeSpec* n = spec.FindNode(cr.node);
+    if (n == nullptr) {
+      diags->Error(*cr.at, where + "no node '" + cr.node + "' in " + spec.file,
+                   DidYouMeanNote(cr.node, ids));
+    } else if (n->kind != kind) {
+      diags->Error(*cr.at, where + "'" + cr.node + "' is " + WithArticle(n->kind) + ", not " +
+                               WithArticle(kind) + ": only " + NodeKindName(kind) + "s take '" +
+                               key + "'");
+    }
+  }
+}
+
 // The checks of a case that need the pipeline, reported at the test file's positions.
 void CheckCase(const TestCase& tc, const PipelineSpec& spec, Diagnostics* diags) {
   const std::string where = "case '" + tc.name + "': ";
@@ -133,29 +165,11 @@ void CheckCase(const TestCase& tc, const PipelineSpec& spec, Diagnostics* diags)
     if (st.ok()) st = CheckChaosNodes(spec, chaos);
     if (!st.ok()) diags->Error(*tc.chaos_at, where + "'chaos': " + st.message());
   }
-  const std::vector<std::string> sources = NodesOfKind(spec, NodeKind::kSource);
-  for (const CaseRecords& in : tc.inputs) {
-    const NodeSpec* n = spec.FindNode(in.node);
-    if (n == nullptr) {
-      diags->Error(*in.at, where + "no node '" + in.node + "' in " + spec.file,
-                   DidYouMeanNote(in.node, sources));
-    } else if (n->kind != NodeKind::kSource) {
-      diags->Error(*in.at, where + "'" + in.node + "' is " +
-                               (n->kind == NodeKind::kSink ? "a sink" : "an operator") +
-                               ", not a source: only sources take 'inputs'");
-    }
-  }
-  const std::vector<std::string> sinks = NodesOfKind(spec, NodeKind::kSink);
+  CheckIds(tc.inputs, NodeKind::kSource, "inputs", where, spec, diags);
+  CheckIds(tc.expect, NodeKind::kSink, "expect", where, spec, diags);
   for (const CaseRecords& ex : tc.expect) {
     const NodeSpec* n = spec.FindNode(ex.node);
-    if (n == nullptr) {
-      diags->Error(*ex.at, where + "no node '" + ex.node + "' in " + spec.file,
-                   DidYouMeanNote(ex.node, sinks));
-    } else if (n->kind != NodeKind::kSink) {
-      diags->Error(*ex.at, where + "'" + ex.node + "' is " +
-                               (n->kind == NodeKind::kSource ? "a source" : "an operator") +
-                               ", not a sink: only sinks take 'expect'");
-    } else if (!Readable(*n)) {
+    if (n != nullptr && n->kind == NodeKind::kSink && !Readable(*n)) {
       diags->Error(*ex.at, where + "sink '" + ex.node + "' (" + n->type +
                                ") writes nothing that can be read back; expect file, "
                                "sqlite or stdout sinks");
@@ -220,7 +234,8 @@ CaseResult RunCase(const PreparedCase& pc, const TestFile& file, const TestArgs&
     return r;
   };
   const RestartedRun run =
-      RunRestarting([&](int n) { return RunCommand(pc, file, n); }, pc.dir, args.max_restarts);
+      RunRestarting([&](int n) { return RunCommand(pc, file, n); }, pc.dir, args.max_restarts,
+                    tc.timeout_ms > 0 ? tc.timeout_ms : args.timeout_ms);
   r.runs = run.runs;
   r.restarts = run.restarts;
   r.exit_code = run.exit_code;
@@ -387,7 +402,13 @@ nlohmann::json CaseJson(const TestCase& tc, const CaseResult& r) {
   return j;
 }
 
-int Test(const TestArgs& args, const Registry& registry, bool quiet) {
+int Test(TestArgs& args, const Registry& registry, bool quiet) {
+  if (!args.timeout.empty() &&
+      (!ParseDuration(args.timeout, &args.timeout_ms) || args.timeout_ms < 1)) {
+    std::cerr << "onceflow: error: --timeout: '" << args.timeout
+              << "' is not a duration such as 30s or 2m\n";
+    return kExitInvalid;
+  }
   TestFile file;
   Diagnostics diags;
   const bool file_ok = LoadTestFile(args.file, &file, &diags);
@@ -463,8 +484,10 @@ int Test(const TestArgs& args, const Registry& registry, bool quiet) {
   } else {
     std::cout << file.path << ": " << results.size()
               << (results.size() == 1 ? " case: " : " cases: ") << passed << " passed, " << failed
-              << " failed" << (errors ? ", " + std::to_string(errors) + " errors" : "") << " ("
-              << Seconds(total) << ")\n";
+              << " failed"
+              << (errors ? ", " + std::to_string(errors) + (errors == 1 ? " error" : " errors")
+                         : "")
+              << " (" << Seconds(total) << ")\n";
   }
   cleanup();
   if (errors) return kExitFailed;
@@ -483,6 +506,9 @@ Command RegisterTest(CLI::App& app, const Registry& registry) {
   cmd->add_option("--max-restarts", args->max_restarts,
                   "give a case up after this many crashes (default 200)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--timeout", args->timeout,
+                  "kill a case still running after this long, e.g. 30s, 2m (default: none; "
+                  "a case's own timeout: wins)");
   CLI::App* parent = &app;
   return [args, &registry, parent]() -> int {
     return Test(*args, registry, parent->get_option("--quiet")->count() > 0);

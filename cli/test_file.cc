@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "runtime/spec/loader.h"
 #include "runtime/spec/validate.h"
 
 namespace onceflow::cli {
@@ -21,9 +22,9 @@ const std::vector<std::string>& TopKeys() {
   return k;
 }
 const std::vector<std::string>& CaseKeys() {
-  static const std::vector<std::string> k = {"name",    "description", "semantics",   "mode",
-                                             "chaos",   "set",         "inputs",      "expect",
-                                             "ordered", "expect_exit", "expect_error"};
+  static const std::vector<std::string> k = {"name",    "description", "semantics",    "mode",
+                                             "chaos",   "set",         "inputs",       "expect",
+                                             "ordered", "expect_exit", "expect_error", "timeout"};
   return k;
 }
 const std::vector<std::string>& RecordsKeys(bool expect) {
@@ -148,6 +149,13 @@ class Reader {
             *e, where + "'expect_exit' must be an exit code (0 to 255), got " + DescribeValue(*e));
       } else {
         tc->expect_exit = static_cast<int>(code);
+      }
+    }
+    if (const YNode* t = c.Find("timeout")) {
+      if (!t->is_scalar() || t->quoted || !ParseDuration(t->scalar, &tc->timeout_ms) ||
+          tc->timeout_ms < 1) {
+        diags_->Error(
+            *t, where + "'timeout' must be a duration such as 30s or 2m, got " + DescribeValue(*t));
       }
     }
     if (const YNode* e = c.Find("expect_error")) {

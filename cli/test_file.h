@@ -7,6 +7,7 @@
 // Threading: single-threaded use; the result is immutable.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,7 @@ struct TestCase {
   std::vector<CaseRecords> expect;
   std::optional<int> expect_exit;  // `expect_exit:`; default: the run must exit 0
   std::string expect_error;        // `expect_error:` text the run's stderr must contain
+  int64_t timeout_ms = 0;          // `timeout:`; 0: --timeout of the command, if any
 };
 
 struct TestFile {

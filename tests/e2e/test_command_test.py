@@ -245,7 +245,38 @@ cases:
         expect_rc(p, 1)
         check("ERROR unexpected failure (" in p.stdout, p.stdout)
         check("the run exited with status 1" in p.stdout, p.stdout)
-        check("1 case: 0 passed, 0 failed, 1 errors" in p.stdout, p.stdout)
+        check("1 case: 0 passed, 0 failed, 1 error (" in p.stdout, p.stdout)
+
+
+@test
+def a_case_that_never_ends_is_killed_at_its_timeout():
+    with Tmp() as d:
+        write(os.path.join(d, "h.yaml"), """pipeline: h
+nodes:
+  src: {source: generate, rate: 10}
+  out: {sink: file, input: src, path: out.jsonl}
+""")
+        t = write(os.path.join(d, "h.test.yaml"), """pipeline: h.yaml
+cases:
+  - name: never ends
+    timeout: 300ms
+    expect: {out: []}
+  - name: bounded
+    inputs: {src: [{n: 1}]}
+    expect: {out: [{n: 1}]}
+""")
+        p = run(["test", t], timeout=60)
+        expect_rc(p, 1)
+        check("ERROR never ends (" in p.stdout, p.stdout)
+        check("still running after 300 ms: killed" in p.stdout, p.stdout)
+        check("ok    bounded (" in p.stdout, p.stdout)
+        # --timeout applies to every case without its own.
+        t2 = write(os.path.join(d, "h2.test.yaml"),
+                   "pipeline: h.yaml\ncases:\n  - name: never ends\n    expect: {out: []}\n")
+        p = run(["test", t2, "--timeout", "200ms"], timeout=60)
+        expect_rc(p, 1)
+        check("still running after 200 ms: killed" in p.stdout, p.stdout)
+        expect_rc(run(["test", t2, "--timeout", "soon"]), 2)
 
 
 @test
