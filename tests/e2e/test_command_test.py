@@ -325,6 +325,8 @@ BROKEN = [
      ["t.test.yaml:5:11: error: case 'a': 'mode' applies to effectively-once only"]),
     ("pipeline: nothere.yaml\ncases:\n  - name: a\n    expect: {totals: []}\n",
      ["nothere.yaml: error: cannot read the pipeline file"]),
+    ("pipeline: shop.yaml\ncases:\n  - name: a\n    timeout: soon\n    expect: {totals: []}\n",
+     ["t.test.yaml:4:14: error: case 'a': 'timeout' must be a duration such as 30s or 2m"]),
     ("pipeline: shop.yaml\ncases: []\n",
      ["t.test.yaml:2:8: error: 'cases' must be a non-empty list of cases"]),
     ("pipeline: shop.yaml\ncases:\n  - name: a\n    set: {nodes.per_item.keyy: item}\n"
