@@ -99,10 +99,6 @@ std::vector<std::string> NodesOfKind(const PipelineSpec& spec, NodeKind kind) {
   return ids;
 }
 
-bool Readable(const NodeSpec& n) {
-  return n.type == "file" || n.type == "sqlite" || n.type == "stdout";
-}
-
 const char* WithArticle(NodeKind kind) {
   switch (kind) {
     case NodeKind::kSource:
@@ -167,9 +163,13 @@ void CheckCase(const TestCase& tc, const PipelineSpec& spec, Diagnostics* diags)
   }
   CheckIds(tc.inputs, NodeKind::kSource, "inputs", where, spec, diags);
   CheckIds(tc.expect, NodeKind::kSink, "expect", where, spec, diags);
+  // What a case's run can read back is what PlanOutputs plans to.
+  const OutputPlan plan = PlanOutputs(spec, /*capture_stdout=*/true);
   for (const CaseRecords& ex : tc.expect) {
     const NodeSpec* n = spec.FindNode(ex.node);
-    if (n != nullptr && n->kind == NodeKind::kSink && !Readable(*n)) {
+    const bool readable = std::any_of(plan.sinks.begin(), plan.sinks.end(),
+                                      [&](const ReadBackSink& s) { return s.id == ex.node; });
+    if (n != nullptr && n->kind == NodeKind::kSink && !readable) {
       diags->Error(*ex.at, where + "sink '" + ex.node + "' (" + n->type +
                                ") writes nothing that can be read back; expect file, "
                                "sqlite or stdout sinks");
