@@ -10,26 +10,14 @@
 // stdout carries only the table or the JSON), stderr to a log file per process.
 //
 // Threading: main thread only.
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <stdlib.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <optional>
-#include <sstream>
 
+#include "cli/child_run.h"
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
 #include "cli/sink_diff.h"
@@ -37,14 +25,11 @@
 #include "runtime/chaos/chaos.h"
 #include "spdlog/spdlog.h"
 
-extern char** environ;
-
 namespace onceflow::cli {
 
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 struct CompareArgs {
   std::string file;
@@ -63,13 +48,6 @@ struct RowPlan {
   std::string folder;
 };
 
-// A sink compare reads back, with the rule that judges it.
-struct ComparedSink {
-  std::string id;
-  SinkOutput output;             // path relative to a row's folder
-  std::vector<std::string> key;  // empty: the multiset rule
-};
-
 struct RowResult {
   enum class Outcome { kOk, kNotSupported, kError };
   Outcome outcome = Outcome::kOk;
@@ -83,74 +61,6 @@ struct RowResult {
   uint64_t state_bytes = 0;
   SinkDiff diff;  // summed over the compared sinks
 };
-
-// This binary: /proc/self/exe, else argv[0] as glibc keeps it.
-std::string SelfExe() {
-  std::error_code ec;
-  fs::path p = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string(program_invocation_name) : p.string();
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// The last `n` lines of a child's stderr, indented, for a row that failed.
-std::string Tail(const std::string& path, int n) {
-  std::vector<std::string> lines;
-  std::istringstream in(ReadFile(path));
-  for (std::string l; std::getline(in, l);) {
-    if (!l.empty()) lines.push_back(l);
-  }
-  std::string out;
-  for (size_t i = lines.size() > static_cast<size_t>(n) ? lines.size() - n : 0; i < lines.size();
-       ++i) {
-    out += "    | " + lines[i] + "\n";
-  }
-  return out;
-}
-
-// The first "error:" line of a child's stderr, without the "onceflow: error: " prefix.
-std::string FirstError(const std::string& path) {
-  std::istringstream in(ReadFile(path));
-  for (std::string l; std::getline(in, l);) {
-    const size_t at = l.find("error: ");
-    if (at != std::string::npos) return l.substr(at + 7);
-  }
-  return "exit status 2";
-}
-
-// Spawns `argv` with stdin and stdout on /dev/null and stderr appended to `err_path`;
-// waits for it. Returns the wait status, or -1 (with *error) when it could not start.
-int SpawnAndWait(const std::vector<std::string>& argv, const std::string& err_path,
-                 std::string* error) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<char*> cargv;
-  for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    *error = "cannot start '" + argv[0] + "': " + std::strerror(rc);
-    return -1;
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      *error = std::string("waitpid: ") + std::strerror(errno);
-      return -1;
-    }
-  }
-  return status;
-}
 
 uint64_t FileSize(const std::string& path) {
   std::error_code ec;
@@ -175,11 +85,15 @@ uint64_t SourceEvents(const nlohmann::json& summary) {
 class Comparer {
  public:
   Comparer(const CompareArgs& args, const PipelineSpec& spec, std::string exe, std::string root)
-      : args_(args), spec_(spec), exe_(std::move(exe)), root_(std::move(root)) {
-    PlanSinks();
+      : args_(args),
+        spec_(spec),
+        exe_(std::move(exe)),
+        root_(std::move(root)),
+        plan_(PlanOutputs(spec, /*capture_stdout=*/false)) {
+    for (std::string& note : plan_.notes) note += ": not compared";
   }
 
-  const std::vector<std::string>& notes() const { return notes_; }
+  const std::vector<std::string>& notes() const { return plan_.notes; }
 
   // The `onceflow run` command of one process of a row.
   std::vector<std::string> Command(const RowPlan& row, bool chaos, int n) const {
@@ -188,7 +102,9 @@ class Comparer {
                                     "--state", dir + "/state.db", "--semantics", row.semantics};
     if (!row.mode.empty()) cmd.insert(cmd.end(), {"--mode", row.mode});
     for (const std::string& s : args_.sets) cmd.insert(cmd.end(), {"--set", s});
-    for (const std::string& s : redirects_) cmd.insert(cmd.end(), {"--set", Expand(s, dir)});
+    for (const std::string& s : plan_.redirects) {
+      cmd.insert(cmd.end(), {"--set", ExpandDir(s, dir)});
+    }
     if (chaos && !args_.chaos.empty()) cmd.insert(cmd.end(), {"--chaos", args_.chaos});
     cmd.insert(cmd.end(), {"--summary", dir + "/summary-" + std::to_string(n) + ".json"});
     return cmd;
@@ -208,51 +124,36 @@ class Comparer {
     const std::string dir = root_ + "/" + row.folder;
     std::error_code ec;
     fs::create_directories(dir, ec);
-    std::optional<Clock::time_point> crashed_at;
-    for (int n = 1;; ++n) {
-      const std::string err = dir + "/stderr-" + std::to_string(n) + ".log";
-      const std::string summary_path = dir + "/summary-" + std::to_string(n) + ".json";
-      std::string spawn_error;
-      const auto t0 = Clock::now();
-      const int status = SpawnAndWait(Command(row, chaos, n), err, &spawn_error);
-      r.wall_s += std::chrono::duration<double>(Clock::now() - t0).count();
-      r.runs = n;
-      if (status < 0) {
-        r.outcome = RowResult::Outcome::kError;
-        r.message = spawn_error;
-        return r;
-      }
-      if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
-        if (r.restarts >= args_.max_restarts) {
-          r.outcome = RowResult::Outcome::kError;
-          r.message = "still crashing after " + std::to_string(r.restarts) +
-                      " restarts (--max-restarts); logs in " + dir;
-          return r;
-        }
-        ++r.restarts;
-        crashed_at = Clock::now();
-        continue;
-      }
-      const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      if (code == kExitInvalid && n == 1) {
-        // The pipeline validated here, so the run refused this guarantee or the faults.
-        r.outcome = RowResult::Outcome::kNotSupported;
-        r.message = FirstError(err);
-        return r;
-      }
-      if (code != kExitOk) {
-        r.outcome = RowResult::Outcome::kError;
-        r.message = "run " + std::to_string(n) + " exited with status " + std::to_string(code) +
-                    ":\n" + Tail(err, 8);
-        return r;
-      }
-      if (n > 1 && !fs::exists(summary_path)) {
-        // A crash after the final checkpoint completed: the restart found the run
-        // "already completed" and exits 0 without running, so without a summary.
-        r.summary = nlohmann::json::object();
-        break;
-      }
-      r.summary = nlohmann::json::parse(ReadFile(summary_path), nullptr, false);
+    const RestartedRun run = RunRestarting(
+        [&](int n) { return Command(row, chaos, n); }, dir, args_.max_restarts);
+    r.runs = run.runs;
+    r.restarts = run.restarts;
+    r.wall_s = run.wall_s;
+    if (run.outcome != RestartedRun::Outcome::kExited) {
+      r.outcome = RowResult::Outcome::kError;
+      r.message = run.error;
+      return r;
+    }
+    const int n = run.runs;
+    const std::string summary_path = dir + "/summary-" + std::to_string(n) + ".json";
+    if (run.exit_code == kExitInvalid && n == 1) {
+      // The pipeline validated here, so the run refused this guarantee or the faults.
+      r.outcome = RowResult::Outcome::kNotSupported;
+      r.message = FirstError(run.last_stderr);
+      return r;
+    }
+    if (run.exit_code != kExitOk) {
+      r.outcome = RowResult::Outcome::kError;
+      r.message = "run " + std::to_string(n) + " exited with status " +
+                  std::to_string(run.exit_code) + ":\n" + Tail(run.last_stderr, 8);
+      return r;
+    }
+    if (n > 1 && !fs::exists(summary_path)) {
+      // A crash after the final checkpoint completed: the restart found the run
+      // "already completed" and exits 0 without running, so without a summary.
+      r.summary = nlohmann::json::object();
+    } else {
+      r.summary = nlohmann::json::parse(ReadWholeFile(summary_path), nullptr, false);
       if (!r.summary.is_object()) {
         r.outcome = RowResult::Outcome::kError;
         r.message = "run " + std::to_string(n) + " wrote no readable summary " + summary_path;
@@ -263,12 +164,11 @@ class Comparer {
       for (const auto& ms : rec.value("ms", nlohmann::json::array())) {
         r.recovery_ms.push_back(ms.get<double>());
       }
-      if (crashed_at && r.summary.contains("open_s")) {
+      if (run.crashed_at && r.summary.contains("open_s")) {
         r.recovery_ms.push_back(
-            std::chrono::duration<double, std::milli>(t0 - *crashed_at).count() +
+            std::chrono::duration<double, std::milli>(run.last_start - *run.crashed_at).count() +
             r.summary["open_s"].get<double>() * 1000);
       }
-      break;
     }
     r.state_bytes = FileSize(dir + "/state.db") + FileSize(dir + "/state.db-wal");
     return r;
@@ -277,7 +177,7 @@ class Comparer {
   // Reads the row's sinks and compares them with the reference's; false (with the
   // message in r) when a sink cannot be read.
   bool Judge(const RowPlan& ref, const RowPlan& row, RowResult* r) const {
-    for (const ComparedSink& s : sinks_) {
+    for (const ReadBackSink& s : plan_.sinks) {
       Records want, got;
       SinkOutput a = s.output, b = s.output;
       a.path = root_ + "/" + ref.folder + "/" + s.output.path;
@@ -300,64 +200,11 @@ class Comparer {
   }
 
  private:
-  // "@DIR@" in a redirect stands for the row's folder.
-  static std::string Expand(const std::string& s, const std::string& dir) {
-    const size_t at = s.find("@DIR@");
-    return at == std::string::npos ? s : s.substr(0, at) + dir + s.substr(at + 5);
-  }
-
-  // Decides which sinks are read back (file, sqlite) and by which rule, and which
-  // --set redirect every output (sinks, dead-letter files) into a row's folder.
-  void PlanSinks() {
-    for (const NodeSpec& n : spec_.nodes) {
-      if (n.on_error == OnError::kDeadLetter) {
-        redirects_.push_back("nodes." + n.id + ".dead_letter=@DIR@/" + n.id + ".dead.jsonl");
-      }
-      if (n.kind != NodeKind::kSink) continue;
-      ComparedSink s;
-      s.id = n.id;
-      if (n.type == "file") {
-        s.output.kind = SinkOutput::Kind::kFile;
-        s.output.format = n.options.GetString("format", "jsonl");
-        s.output.field = n.options.GetString("field", "line");
-        s.output.path = n.id + "." + (s.output.format == "lines" ? "txt" : s.output.format);
-      } else if (n.type == "sqlite") {
-        s.output.kind = SinkOutput::Kind::kSqlite;
-        s.output.table = n.options.GetString("table");
-        s.output.path = n.id + ".db";
-        if (n.options.Given("key")) s.key = n.options.GetList("key");
-      } else {
-        notes_.push_back("sink '" + n.id + "' (" + n.type + ") cannot be read back: not compared");
-        continue;
-      }
-      redirects_.push_back("nodes." + n.id + ".path=@DIR@/" + s.output.path);
-      if (s.key.empty()) s.key = FeedingKey(n);
-      sinks_.push_back(std::move(s));
-    }
-  }
-
-  // The key of the keyed operators feeding `sink` (with window_start for windows) when
-  // every input is one and they agree; else empty (the multiset rule).
-  std::vector<std::string> FeedingKey(const NodeSpec& sink) const {
-    std::optional<std::vector<std::string>> key;
-    for (const InputSpec& in : sink.inputs) {
-      const NodeSpec* up = spec_.FindNode(in.from);
-      if (up == nullptr || up->kind != NodeKind::kOperator || up->key.empty()) return {};
-      std::vector<std::string> k = up->key;
-      if (up->type == "window") k.push_back("window_start");
-      if (key && *key != k) return {};
-      key = k;
-    }
-    return key.value_or(std::vector<std::string>{});
-  }
-
   const CompareArgs& args_;
   const PipelineSpec& spec_;
   std::string exe_;
   std::string root_;
-  std::vector<ComparedSink> sinks_;
-  std::vector<std::string> redirects_;
-  std::vector<std::string> notes_;
+  OutputPlan plan_;
 };
 
 std::string Num(double x) {
@@ -442,14 +289,11 @@ int Compare(const CompareArgs& args, const Registry& registry) {
     return kExitInvalid;
   }
 
-  const char* tmpdir = std::getenv("TMPDIR");
-  std::string tmpl = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/onceflow-compare-XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr) {
-    std::cerr << "onceflow: error: cannot create a temporary folder '" << tmpl
-              << "': " << std::strerror(errno) << "\n";
+  std::string root, error;
+  if (!MakeTempFolder("compare", &root, &error)) {
+    std::cerr << "onceflow: error: " << error << "\n";
     return kExitFailed;
   }
-  const std::string root = tmpl;
   Comparer cmp(args, spec, SelfExe(), root);
   for (const std::string& note : cmp.notes()) std::cerr << "onceflow: note: " << note << "\n";
 

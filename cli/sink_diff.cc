@@ -23,7 +23,8 @@ constexpr size_t kMaxSamples = 8;
 
 // A canonical text of a JSON value, equal for values the rules treat as equal: object
 // fields in name order (nlohmann::json keeps them sorted), an integral double spelled as
-// the integer, other doubles rounded to 6 decimals.
+// the integer, other doubles rounded to 6 decimals without trailing zeros (so a double that
+// rounds to an integer is spelled as that integer too).
 void AppendCanonical(const nlohmann::json& v, std::string* out) {
   if (v.is_object()) {
     out->push_back('{');
@@ -50,6 +51,16 @@ void AppendCanonical(const nlohmann::json& v, std::string* out) {
       std::snprintf(buf, sizeof buf, "%.0f", d);
     } else {
       std::snprintf(buf, sizeof buf, "%.6f", d);
+      // Rounded to 6 decimals, a sum that drifted off an integer (2939.000000000001) must
+      // read as that integer, as it would had it landed on it: trailing zeros go.
+      std::string_view t(buf);
+      if (t.find('.') != std::string_view::npos) {
+        while (t.back() == '0') t.remove_suffix(1);
+        if (t.back() == '.') t.remove_suffix(1);
+      }
+      if (t == "-0") t = "0";
+      *out += t;
+      return;
     }
     *out += buf;
   } else {
@@ -194,6 +205,79 @@ SinkDiff DiffMultiset(const Records& reference, const Records& run) {
   };
   excess(ref, got, &d.lost, "missing");
   excess(got, ref, &d.duplicated, "extra");
+  return d;
+}
+
+bool EquivalentValues(const nlohmann::json& a, const nlohmann::json& b) {
+  return Canonical(a) == Canonical(b);
+}
+
+ExpectDiff DiffExpected(const Records& expected, const Records& written,
+                        const std::vector<std::string>& key, bool ordered) {
+  ExpectDiff d;
+  d.expected_count = expected.size();
+  d.written_count = written.size();
+  std::vector<std::string> exp_canon, got_canon;
+  for (const nlohmann::json& r : expected) exp_canon.push_back(Canonical(r));
+  for (const nlohmann::json& r : written) got_canon.push_back(Canonical(r));
+  // Each side's records beyond the other's, kept in their own order.
+  auto beyond = [](const Records& records, const std::vector<std::string>& canon,
+                   const std::vector<std::string>& other, Records* out) {
+    std::map<std::string, int64_t> left;
+    for (const std::string& c : other) ++left[c];
+    for (size_t i = 0; i < records.size(); ++i) {
+      auto it = left.find(canon[i]);
+      if (it != left.end() && it->second > 0) {
+        --it->second;
+      } else {
+        out->push_back(records[i]);
+      }
+    }
+  };
+  beyond(expected, exp_canon, got_canon, &d.missing);
+  beyond(written, got_canon, exp_canon, &d.unexpected);
+
+  if (!key.empty()) {
+    // The canonical key of a record, "" when it lacks a key field.
+    auto key_of = [&key](const nlohmann::json& r) -> std::string {
+      nlohmann::json k = nlohmann::json::array();
+      for (const std::string& f : key) {
+        if (!r.is_object() || !r.contains(f)) return "";
+        k.push_back(r[f]);
+      }
+      return Canonical(k);
+    };
+    Records still_missing;
+    std::vector<bool> paired(d.unexpected.size(), false);
+    for (const nlohmann::json& m : d.missing) {
+      const std::string k = key_of(m);
+      bool found = false;
+      for (size_t i = 0; !k.empty() && i < d.unexpected.size(); ++i) {
+        if (!paired[i] && key_of(d.unexpected[i]) == k) {
+          paired[i] = true;
+          d.changed.emplace_back(m, d.unexpected[i]);
+          found = true;
+          break;
+        }
+      }
+      if (!found) still_missing.push_back(m);
+    }
+    Records still_unexpected;
+    for (size_t i = 0; i < d.unexpected.size(); ++i) {
+      if (!paired[i]) still_unexpected.push_back(d.unexpected[i]);
+    }
+    d.missing = std::move(still_missing);
+    d.unexpected = std::move(still_unexpected);
+  }
+
+  if (ordered && d.ok()) {
+    for (size_t i = 0; i < exp_canon.size(); ++i) {
+      if (exp_canon[i] != got_canon[i]) {
+        d.order_differs_at = static_cast<long long>(i);
+        break;
+      }
+    }
+  }
   return d;
 }
 

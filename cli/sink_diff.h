@@ -50,6 +50,35 @@ SinkDiff DiffLastByKey(const Records& reference, const Records& run,
 // The multiset rule.
 SinkDiff DiffMultiset(const Records& reference, const Records& run);
 
+// What `onceflow test` reports for one sink: the records it wrote against the expected
+// ones, compared as multisets (records equal as `compare` sees them: fields in any order,
+// an integral double equal to the integer, other doubles to 6 decimals).
+//   missing     expected records not written (as often as they are missing)
+//   unexpected  written records not expected
+//   changed     (expected, written) pairs with equal key fields taken out of missing and
+//               unexpected: the same record with other values. Without key fields,
+//               nothing is paired.
+//   ordered     with `ordered`, when the multisets agree but the sequences do not: the
+//               first position that differs.
+struct ExpectDiff {
+  Records missing;
+  Records unexpected;
+  std::vector<std::pair<nlohmann::json, nlohmann::json>> changed;
+  long long order_differs_at = -1;  // -1: in order (or not ordered)
+  size_t expected_count = 0;
+  size_t written_count = 0;
+
+  bool ok() const {
+    return missing.empty() && unexpected.empty() && changed.empty() && order_differs_at < 0;
+  }
+};
+
+// True when two values are equal as DiffExpected and DiffMultiset compare them.
+bool EquivalentValues(const nlohmann::json& a, const nlohmann::json& b);
+
+ExpectDiff DiffExpected(const Records& expected, const Records& written,
+                        const std::vector<std::string>& key, bool ordered);
+
 // Where and how a sink wrote, as compare reads it back.
 struct SinkOutput {
   enum class Kind { kFile, kSqlite };

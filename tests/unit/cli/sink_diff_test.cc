@@ -9,33 +9,16 @@
 #include <filesystem>
 #include <fstream>
 
+#include "test_util.h"
+
 namespace onceflow::cli {
 
 namespace {
 
 using nlohmann::json;
 
-Records R(std::initializer_list<const char*> lines) {
-  Records out;
-  for (const char* l : lines) out.push_back(json::parse(l));
-  return out;
-}
-
-// A temporary folder removed at the end of the test.
-struct TempDir {
-  TempDir() {
-    std::string t = (std::filesystem::temp_directory_path() / "sink-diff-XXXXXX").string();
-    REQUIRE(mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string File(const std::string& name, const std::string& text) const {
-    const std::string p = path + "/" + name;
-    std::ofstream(p, std::ios::binary) << text;
-    return p;
-  }
-  std::string path;
-};
+using testing::R;
+using testing::TempDir;
 
 }  // namespace
 
