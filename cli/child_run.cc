@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,30 @@ extern char** environ;
 namespace onceflow::cli {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<int> g_interrupt{0};     // the signal that interrupted the command
+std::atomic<pid_t> g_child{0};       // the child running now, 0 when none
+
+void OnInterrupt(int sig) {
+  int expected = 0;
+  g_interrupt.compare_exchange_strong(expected, sig);
+  const pid_t child = g_child.load();
+  if (child > 0) kill(child, sig);  // async-signal-safe; the child stops cleanly
+}
+
+}  // namespace
+
+void InterruptChildrenOnSignal() {
+  struct sigaction sa {};
+  sa.sa_handler = OnInterrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int Interrupted() { return g_interrupt.load(); }
 
 std::string SelfExe() {
   std::error_code ec;
@@ -74,6 +99,9 @@ int SpawnAndWait(const std::vector<std::string>& argv, const std::string& err_pa
     *error = "cannot start '" + argv[0] + "': " + std::strerror(rc);
     return -1;
   }
+  g_child.store(pid);
+  // A signal that came before the pid was stored was not passed on: pass it now.
+  if (const int sig = g_interrupt.load()) kill(pid, sig);
   int status = 0;
   // Without a deadline, one blocking wait; with one, a poll every few milliseconds (a
   // test case's runs take tens of milliseconds or more, so the delay is noise).
@@ -92,6 +120,7 @@ int SpawnAndWait(const std::vector<std::string>& argv, const std::string& err_pa
     }
     if (got == 0) usleep(2000);
   }
+  g_child.store(0);
   return killed ? -2 : status;
 }
 
@@ -108,6 +137,11 @@ RestartedRun RunRestarting(const std::function<std::vector<std::string>(int)>& c
     const int status = SpawnAndWait(command(n), r.last_stderr, &r.error, deadline);
     r.wall_s += std::chrono::duration<double>(RestartedRun::Clock::now() - r.last_start).count();
     r.runs = n;
+    if (const int sig = Interrupted()) {
+      r.outcome = RestartedRun::Outcome::kInterrupted;
+      r.error = std::string("interrupted by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM");
+      return r;
+    }
     if (status == -2) {
       r.outcome = RestartedRun::Outcome::kTimedOut;
       r.error = "still running after " + std::to_string(timeout_ms) + " ms: killed" +

@@ -30,6 +30,14 @@ std::string Tail(const std::string& path, int n);
 // The first "error:" line of a child's stderr, without what precedes "error: ".
 std::string FirstError(const std::string& path);
 
+// SIGINT/SIGTERM for a command that runs children (compare, test): the signal is passed on
+// to the running child, which stops cleanly, no further process is started
+// (RunRestarting returns kInterrupted), and the command cleans up its temporary folder
+// and exits 128 + the signal. Install once, before the first child.
+void InterruptChildrenOnSignal();
+// The signal that interrupted the command, or 0.
+int Interrupted();
+
 // Spawns `argv` with stdin and stdout on /dev/null and stderr written to `err_path`;
 // waits for it. Returns the wait status, or -1 (with *error) when it could not start.
 // With a `deadline`, a child still running then is killed (SIGKILL) and -2 returned.
@@ -40,9 +48,9 @@ int SpawnAndWait(const std::vector<std::string>& argv, const std::string& err_pa
 // How a run of restarted processes ended.
 struct RestartedRun {
   using Clock = std::chrono::steady_clock;
-  enum class Outcome { kExited, kSpawnFailed, kTooManyRestarts, kTimedOut };
+  enum class Outcome { kExited, kSpawnFailed, kTooManyRestarts, kTimedOut, kInterrupted };
   Outcome outcome = Outcome::kExited;
-  std::string error;             // kSpawnFailed, kTooManyRestarts, kTimedOut
+  std::string error;             // kSpawnFailed, kTooManyRestarts, kTimedOut, kInterrupted
   int exit_code = 0;             // kExited: the last process's exit code (128+N when killed by N)
   int runs = 0;                  // processes started
   int restarts = 0;              // processes killed by SIGKILL and started again

@@ -313,8 +313,13 @@ int Compare(const CompareArgs& args, const Registry& registry) {
     }
   };
 
+  InterruptChildrenOnSignal();
   spdlog::info("compare: reference run (no faults)");
   RowResult ref = cmp.RunRow(reference, /*chaos=*/false);
+  if (const int sig = Interrupted()) {
+    cleanup();
+    return 128 + sig;
+  }
   if (ref.outcome != RowResult::Outcome::kOk) {
     std::cerr << "onceflow: error: the reference run failed: " << ref.message << "\n";
     cleanup();
@@ -326,6 +331,10 @@ int Compare(const CompareArgs& args, const Registry& registry) {
   for (const RowPlan& row : rows) {
     spdlog::info("compare: {}{}", row.label, args.chaos.empty() ? "" : " --chaos " + args.chaos);
     RowResult r = cmp.RunRow(row, /*chaos=*/true);
+    if (const int sig = Interrupted()) {
+      cleanup();
+      return 128 + sig;
+    }
     if (r.outcome == RowResult::Outcome::kOk) cmp.Judge(reference, row, &r);
     results.push_back(std::move(r));
   }

@@ -447,11 +447,16 @@ int Test(TestArgs& args, const Registry& registry, bool quiet) {
     return kExitInvalid;
   }
 
+  InterruptChildrenOnSignal();
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<CaseResult> results;
   int passed = 0, failed = 0, errors = 0;
   for (const PreparedCase& pc : prepared) {
     CaseResult r = RunCase(pc, file, args);
+    if (const int sig = Interrupted()) {
+      cleanup();
+      return 128 + sig;
+    }
     if (r.status == CaseResult::Status::kOk) ++passed;
     if (r.status == CaseResult::Status::kFail) ++failed;
     if (r.status == CaseResult::Status::kError) ++errors;

@@ -200,5 +200,29 @@ def compare_skips_sinks_it_cannot_read():
               "outputs go to the temporary folders, never to the pipeline's own paths")
 
 
+@test
+def compare_interrupted_cleans_up():
+    import signal
+    import subprocess
+    import time
+    with Tmp() as d:
+        # An unbounded, rate-limited source: the reference run never ends by itself.
+        y = write(os.path.join(d, "slow.yaml"),
+                  "pipeline: slow\nnodes:\n  src:\n    source: generate\n    rate: 200\n"
+                  "  out:\n    sink: file\n    input: src\n    path: o.jsonl\n")
+        tmp = os.path.join(d, "tmp")
+        os.makedirs(tmp)
+        proc = subprocess.Popen([BIN, "compare", y], env=env_with_tmpdir(tmp),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 20
+        while time.time() < deadline and not any(
+                f == "out.jsonl" for _, _, fs in os.walk(tmp) for f in fs):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # to the parent only: it must pass it on
+        _, err = proc.communicate(timeout=60)
+        check(proc.returncode == 130, f"exit 130 after SIGINT, got {proc.returncode}: {err}")
+        check(os.listdir(tmp) == [], f"temporary folders removed: {os.listdir(tmp)}")
+
+
 if __name__ == "__main__":
     sys.exit(harness.main("compare", ONLY))
