@@ -448,7 +448,11 @@ Command RegisterRun(CLI::App& app, const Registry& registry) {
     RunTotals totals;
 
     std::unique_ptr<StateStore> store;
-    Status st = StateStore::Open(spec.state_path, spec.name, OpenMode{}, &store);
+    OpenMode open_mode;
+    for (const auto& at : chaos_spec.crash_at) {
+      if (at.point == HazardPoint::kInMigration) open_mode.in_migration_hook = [] { CrashNow(); };
+    }
+    Status st = StateStore::Open(spec.state_path, spec.name, open_mode, &store);
     if (!st.ok()) {
       spdlog::error("{}", st.message());
       return ExitCodeFor(st);

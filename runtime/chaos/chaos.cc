@@ -23,6 +23,7 @@ constexpr const char* kPointNames[kHazardPointCount] = {
     "in-checkpoint-txn",
     "after-checkpoint-complete",
     "in-dedup-commit",
+    "in-migration",
 };
 
 const std::vector<std::string>& ItemNames() {

@@ -48,8 +48,12 @@ enum class HazardPoint : uint8_t {
   kInCheckpointTxn,          // inside the checkpoint's SQLite transaction, before COMMIT
   kAfterCheckpointComplete,  // the checkpoint committed, sinks not yet told
   kInDedupCommit,            // inside a dedup per-batch commit transaction
+  // Inside the transaction that migrates an older state file's schema, before COMMIT.
+  // Fires whenever a migration runs (K is ignored): the fired set cannot be recorded in
+  // the file being migrated, and the migration runs once per file anyway.
+  kInMigration,
 };
-inline constexpr int kHazardPointCount = 6;
+inline constexpr int kHazardPointCount = 7;
 
 // "before-barrier", ... (the spelling of --chaos).
 const char* HazardPointName(HazardPoint point);

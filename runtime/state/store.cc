@@ -702,8 +702,11 @@ Status StateStore::Open(const std::string& path, const std::string& pipeline_nam
     // crash before the WAL checkpoint below), so the migration starts from SQLite's view.
     if (db_version < kSchemaVersion) {
       // One FULL transaction: a crash in it leaves the file at its old version, intact.
-      ONCEFLOW_RETURN_IF_ERROR(s->WithTransaction(
-          true, [&] { return Migrate(s->db_, path, static_cast<int>(db_version)); }));
+      ONCEFLOW_RETURN_IF_ERROR(s->WithTransaction(true, [&] {
+        ONCEFLOW_RETURN_IF_ERROR(Migrate(s->db_, path, static_cast<int>(db_version)));
+        if (mode.in_migration_hook) mode.in_migration_hook();
+        return Status::Ok();
+      }));
     }
     s->schema_version_ = kSchemaVersion;
     // Copy the new header into the main file now (see InspectHeader).

@@ -110,6 +110,9 @@ struct CheckpointDetail {
 struct OpenMode {
   bool create_if_missing = true;
   bool read_only = false;
+  // Fault injection (--chaos crash-at=in-migration): called inside the transaction that
+  // migrates an older file's schema, after the migration and before COMMIT.
+  std::function<void()> in_migration_hook;
 };
 
 class StateStore;

@@ -709,6 +709,39 @@ def snapshot_crash_at_hazard_points_resume_exactly():
 
 
 @test
+def sigkill_during_schema_migration():
+    import sqlite3
+    with Tmp() as d:
+        y = gen_pipeline(d, count=100000)
+        state = os.path.join(d, "gen.state.db")
+        # A stopped run leaves a checkpoint to resume; then the file is turned into a
+        # version-2 file (before dedup mode's tables), as an older onceflow wrote it.
+        expect_rc(run(["run", y, "-q", "--state", state, "--max-events", "30000"], cwd=d), 0)
+        db = sqlite3.connect(state)
+        for t in ("dedup_channels", "dedup_outbox", "dedup_changes", "dedup_state", "dedup_sinks"):
+            db.execute(f"DROP TABLE {t}")
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.close()
+        listed = run(["checkpoints", "list", "--state", state]).stdout
+        p = run(["run", y, "-q", "--state", state, "--chaos", "crash-at=in-migration"], cwd=d)
+        check(p.returncode == -9, f"killed inside the migration: {p.returncode} {p.stderr}")
+        with open(state, "rb") as f:
+            f.seek(60)
+            check(int.from_bytes(f.read(4), "big") == 2, "the file is still at version 2")
+        p = run(["checkpoints", "list", "--state", state])
+        expect_rc(p, 0)
+        check(p.stdout == listed, f"its checkpoints read as before:\n{listed}\n{p.stdout}")
+        expect_rc(run(["run", y, "-q", "--state", state], cwd=d), 0)  # migrates, resumes
+        with open(state, "rb") as f:
+            f.seek(60)
+            check(int.from_bytes(f.read(4), "big") == 3, "migrated to version 3")
+        check(last_per_key(read_jsonl(os.path.join(d, "out.jsonl"))) == expected_counts(100000),
+              "the resumed run's counts are exact")
+
+
+@test
 def chaos_flag_errors_exit_2():
     with Tmp() as d:
         y = gen_pipeline(d)

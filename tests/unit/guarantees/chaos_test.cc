@@ -105,7 +105,7 @@ TEST_CASE("chaos: parse errors are precise") {
   CHECK(ParseError("crash-at=after-barier") ==
         "--chaos item 'crash-at=after-barier': unknown hazard point 'after-barier' (one of "
         "before-barrier, after-barrier, after-sink-write, in-checkpoint-txn, "
-        "after-checkpoint-complete, in-dedup-commit); did you mean 'after-barrier'?");
+        "after-checkpoint-complete, in-dedup-commit, in-migration); did you mean 'after-barrier'?");
   CHECK(ParseError("crash-at=after-barrier:0") ==
         "--chaos item 'crash-at=after-barrier:0': the passage K counts from 1");
   CHECK(ParseError("crash-at=after-barrier:x").find("'x' is not a non-negative integer") !=

@@ -125,7 +125,7 @@ TEST_CASE("a v1 file: read-only opens read it as it is; a writable open migrates
   MakeV1File(path);
   std::string before = ReadAll(path);
   {
-    auto r = MustOpen(path, "p", OpenMode{false, true});
+    auto r = MustOpen(path, "p", Mode(false, true));
     CHECK(r->schema_version() == 1);
     std::vector<CheckpointInfo> list;
     REQUIRE(r->List(&list).ok());
@@ -182,7 +182,7 @@ TEST_CASE(
     });
     CHECK(ReadAll(path) == before);
     {
-      auto r = MustOpen(path, "p", OpenMode{false, true});
+      auto r = MustOpen(path, "p", Mode(false, true));
       CHECK(r->schema_version() == 1);
     }
     auto s = MustOpen(path);
@@ -205,7 +205,7 @@ TEST_CASE(
     });
     REQUIRE(RawUserVersion(path) == 1);  // the new version is only in the WAL
     {
-      auto r = MustOpen(path, "p", OpenMode{false, true});
+      auto r = MustOpen(path, "p", Mode(false, true));
       CHECK(r->schema_version() == 2);  // SQLite's view, WAL included
     }
     auto s = MustOpen(path);  // must not try to create `journal` again
@@ -264,7 +264,7 @@ TEST_CASE("journals append contiguously, read across chunks, and survive reopen"
   CHECK(out == std::string("abcde\0fghij", 11));
 
   // A read-only store reads journals and refuses appends.
-  auto r = MustOpen(path, "p", OpenMode{false, true});
+  auto r = MustOpen(path, "p", Mode(false, true));
   CHECK(JRead(r.get(), "in", 0, 9) == "ij");
   CHECK_FALSE(r->JournalAppend("in", 0, 11, "x").ok());
 }
@@ -379,7 +379,7 @@ TEST_CASE("a newer version committed only to the WAL is refused, and nothing is 
   REQUIRE_FALSE(wal_before.empty());
   for (bool read_only : {false, true}) {
     std::unique_ptr<StateStore> s;
-    Status st = StateStore::Open(path, "p", OpenMode{false, read_only}, &s);
+    Status st = StateStore::Open(path, "p", Mode(false, read_only), &s);
     CHECK(st.code() == Status::Code::kState);
     CHECK(st.message().find("schema 4, this build reads up to 3") != std::string::npos);
   }

@@ -185,11 +185,11 @@ TEST_CASE("refused files are reported as state errors and left byte-identical") 
     refuse(good, "other", "belongs to pipeline 'p', not 'other'");
     // Still fine for its own pipeline, and for read-only commands that do not know it.
     MustOpen(good, "p");
-    MustOpen(good, "", OpenMode{false, true});
+    MustOpen(good, "", Mode(false, true));
   }
   SUBCASE("missing file without create") {
     std::unique_ptr<StateStore> s;
-    Status st = StateStore::Open(dir.File("missing.db"), "p", OpenMode{false, false}, &s);
+    Status st = StateStore::Open(dir.File("missing.db"), "p", Mode(false, false), &s);
     CHECK(st.code() == Status::Code::kState);
     CHECK(!std::filesystem::exists(dir.File("missing.db")));
   }
@@ -224,7 +224,7 @@ TEST_CASE("a second writer is refused while another process holds the lock") {
     CHECK(st.message() == "state file " + path + " is in use by process " + std::to_string(pid) +
                               " (lock " + path + ".lock)");
     // Readers take no lock: they see the last committed state while a run writes.
-    auto r = MustOpen(path, "", OpenMode{false, true});
+    auto r = MustOpen(path, "", Mode(false, true));
     std::vector<CheckpointInfo> list;
     CHECK(r->List(&list).ok());
   }
@@ -396,7 +396,7 @@ TEST_CASE("a process killed after a commit leaves that checkpoint complete (WAL 
   REQUIRE(WIFEXITED(wstatus));
   REQUIRE(WEXITSTATUS(wstatus) == 0);
   {
-    auto r = MustOpen(path, "", OpenMode{false, true});
+    auto r = MustOpen(path, "", Mode(false, true));
     int64_t head = 0;
     REQUIRE(r->LatestCompleted(&head).ok());
     CHECK(head == 1);

@@ -30,6 +30,14 @@ class TempDir {
   std::string path_;
 };
 
+// An OpenMode without fault injection (brace-initialising it would leave the hook out).
+inline OpenMode Mode(bool create_if_missing, bool read_only) {
+  OpenMode m;
+  m.create_if_missing = create_if_missing;
+  m.read_only = read_only;
+  return m;
+}
+
 inline std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
