@@ -30,6 +30,7 @@ Command RegisterOperators(CLI::App& app, const Registry& registry);
 Command RegisterCheckpoints(CLI::App& app, const Registry& registry);
 Command RegisterState(CLI::App& app, const Registry& registry);
 Command RegisterCompare(CLI::App& app, const Registry& registry);
+Command RegisterPlugin(CLI::App& app, const Registry& registry);
 
 // Loads and validates a pipeline, printing every diagnostic (errors, warnings, notes) on
 // stderr. Returns false when there were errors (the caller exits 2).

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   reg(cli::RegisterCheckpoints);
   reg(cli::RegisterState);
   reg(cli::RegisterCompare);
+  reg(cli::RegisterPlugin);
 
   try {
     app.parse(argc, argv);
