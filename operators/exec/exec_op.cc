@@ -161,7 +161,7 @@ class ExecOperator : public Operator {
     Status st = child_.Exchange(input_, in.size(), &answers_, timeout_ms_, Forward());
     if (!st.ok()) return Failed(st.message());
     if (answers_.size() != in.size()) {
-      return Failed("printed " + std::to_string(answers_.size()) + " lines for " +
+      return Failed("the child (pid " + std::to_string(child_.pid()) + ") printed " + std::to_string(answers_.size()) + " lines for " +
                     std::to_string(in.size()) + " records (exactly one JSON array per line)");
     }
     std::string error;
@@ -169,7 +169,7 @@ class ExecOperator : public Operator {
       const size_t mark = out.batch()->size();
       if (!ParseAnswer(answers_[i], parser_, out.batch(), &error)) {
         out.batch()->resize(mark);
-        return Failed("answered record " + in[i].ToJson().substr(0, 200) + " with '" +
+        return Failed("the child (pid " + std::to_string(child_.pid()) + ") answered record " + in[i].ToJson().substr(0, 200) + " with '" +
                       answers_[i].substr(0, 200) + "': " + error +
                       " (expected one JSON array of objects per line)");
       }
@@ -187,15 +187,14 @@ class ExecOperator : public Operator {
  private:
   std::function<void(const std::string&)> Forward() {
     return [this](const std::string& line) {
-      spdlog::info("node '{}' ({}): {}", id_, argv_.empty() ? "" : argv_.back(), line);
+      spdlog::info("node '{}' (stderr): {}", id_, line);
     };
   }
 
   // Kills the child; see the top of the file for transient vs final.
   Status Failed(const std::string& what) {
-    const pid_t pid = child_.pid();
     child_.Stop(0, Forward());
-    std::string msg = "exec '" + command_text_ + "' (pid " + std::to_string(pid) + ") " + what;
+    std::string msg = "exec '" + command_text_ + "': " + what;
     if (answered_ == 0) {
       return Status::Runtime(msg + " (not restarted: it failed before answering any record)");
     }

@@ -149,8 +149,13 @@ static double average_after(onceflow_ctx* ctx, int window, double value) {
     if (len >= sizeof buf) len = sizeof buf - 1;
     memcpy(buf, s, len);
     buf[len] = '\0';
-    for (char* tok = strtok(buf, " "); tok != NULL && n < 256; tok = strtok(NULL, " ")) {
-      vals[n++] = strtod(tok, NULL);
+    /* strtod, not strtok: instances run on several threads, and strtok is not
+     * reentrant. */
+    char* end = NULL;
+    for (const char* p = buf; n < 256; p = end) {
+      const double v = strtod(p, &end);
+      if (end == p) break;
+      vals[n++] = v;
     }
   }
   if (window > 255) window = 255;
@@ -201,7 +206,13 @@ static int emit_key_average(void* arg, onceflow_ctx* ctx, const char* key_json, 
   buf[len] = '\0';
   double sum = 0;
   int n = 0;
-  for (char* tok = strtok(buf, " "); tok != NULL; tok = strtok(NULL, " ")) sum += strtod(tok, NULL), ++n;
+  char* end = NULL;
+  for (const char* p = buf;; p = end) {
+    const double v = strtod(p, &end);
+    if (end == p) break;
+    sum += v;
+    ++n;
+  }
   if (n == 0) return ONCEFLOW_OK;
   char num[64];
   snprintf(num, sizeof num, "%.12g", sum / n);
