@@ -5,8 +5,8 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
-#include "nlohmann/json.hpp"
 #include "cli/plugin_listing.h"
+#include "nlohmann/json.hpp"
 
 namespace onceflow::cli {
 
@@ -33,13 +33,15 @@ void PrintPluginOperators(const ops::PluginLibrary& lib, const std::string& only
 nlohmann::json PluginOperatorJson(const ops::PluginOperatorInfo& op) {
   nlohmann::json opts = nlohmann::json::array();
   for (const OptionDef& o : op.options) {
-    nlohmann::json jo = {{"name", o.name}, {"type", OptionTypeName(o.type)},
-                         {"required", o.required}, {"help", o.help}};
+    nlohmann::json jo = {{"name", o.name},
+                         {"type", OptionTypeName(o.type)},
+                         {"required", o.required},
+                         {"help", o.help}};
     if (!o.default_value.empty()) jo["default"] = o.default_value;
     opts.push_back(jo);
   }
-  return {{"name", op.op->name}, {"summary", op.op->summary ? op.op->summary : ""},
-          {"options", opts}};
+  return {
+      {"name", op.op->name}, {"summary", op.op->summary ? op.op->summary : ""}, {"options", opts}};
 }
 
 Command RegisterPlugin(CLI::App& app, const Registry& registry) {
@@ -50,7 +52,8 @@ Command RegisterPlugin(CLI::App& app, const Registry& registry) {
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("plugin", "native plugins");
   cmd->require_subcommand(1);
-  CLI::App* inspect = cmd->add_subcommand("inspect", "show a plugin library's operators and options");
+  CLI::App* inspect =
+      cmd->add_subcommand("inspect", "show a plugin library's operators and options");
   inspect->add_option("LIBRARY", args->library, "the plugin's shared library (.so)")->required();
   inspect->add_flag("--json", args->json, "print as JSON");
   return [args]() {

@@ -108,8 +108,10 @@ std::string ChildProcess::ExitText() {
     }
   }
   if (exit_status_ < 0) return "is still running";
-  if (WIFEXITED(exit_status_)) return "exited with status " + std::to_string(WEXITSTATUS(exit_status_));
-  if (WIFSIGNALED(exit_status_)) return "was killed by signal " + std::to_string(WTERMSIG(exit_status_));
+  if (WIFEXITED(exit_status_))
+    return "exited with status " + std::to_string(WEXITSTATUS(exit_status_));
+  if (WIFSIGNALED(exit_status_))
+    return "was killed by signal " + std::to_string(WTERMSIG(exit_status_));
   return "ended";
 }
 
@@ -156,8 +158,8 @@ Status ChildProcess::Exchange(const std::string& input, size_t expected,
     if (r == 0) {
       return Status::Runtime("no answer from the child process (pid " + std::to_string(pid_) +
                              ") for " + std::to_string(timeout_ms) + " ms; " +
-                             std::to_string(answers->size()) + " of " +
-                             std::to_string(expected) + " answers received");
+                             std::to_string(answers->size()) + " of " + std::to_string(expected) +
+                             " answers received");
     }
     if (writing && (fds[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
       const ssize_t w = ::write(in_, input.data() + written, input.size() - written);
@@ -178,8 +180,8 @@ Status ChildProcess::Exchange(const std::string& input, size_t expected,
       } else if (got == 0) {
         DrainStderr(on_stderr, true);
         return Status::Runtime("the child process (pid " + std::to_string(pid_) + ") " +
-                               ExitText() + " after " + std::to_string(answers->size()) +
-                               " of " + std::to_string(expected) + " answers");
+                               ExitText() + " after " + std::to_string(answers->size()) + " of " +
+                               std::to_string(expected) + " answers");
       } else if (errno != EAGAIN && errno != EINTR) {
         return Status::Runtime(Errno("read from the child process"));
       }

@@ -132,7 +132,9 @@ bool ParseAnswer(std::string_view line, JsonParser& parser, RecordBatch* out, st
 class ExecOperator : public Operator {
  public:
   explicit ExecOperator(const NodeSpec& spec)
-      : id_(spec.id), argv_(spec.options.GetList("command")), dir_(spec.dir),
+      : id_(spec.id),
+        argv_(spec.options.GetList("command")),
+        dir_(spec.dir),
         timeout_ms_(static_cast<int>(spec.options.GetDurationMs("timeout", 30000))) {
     if (!argv_.empty()) argv_[0] = ResolveProgram(argv_[0], dir_);
     for (size_t i = 0; i < argv_.size(); ++i) command_text_ += (i ? " " : "") + argv_[i];
@@ -161,17 +163,18 @@ class ExecOperator : public Operator {
     Status st = child_.Exchange(input_, in.size(), &answers_, timeout_ms_, Forward());
     if (!st.ok()) return Failed(st.message());
     if (answers_.size() != in.size()) {
-      return Failed("the child (pid " + std::to_string(child_.pid()) + ") printed " + std::to_string(answers_.size()) + " lines for " +
-                    std::to_string(in.size()) + " records (exactly one JSON array per line)");
+      return Failed("the child (pid " + std::to_string(child_.pid()) + ") printed " +
+                    std::to_string(answers_.size()) + " lines for " + std::to_string(in.size()) +
+                    " records (exactly one JSON array per line)");
     }
     std::string error;
     for (size_t i = 0; i < in.size(); ++i) {
       const size_t mark = out.batch()->size();
       if (!ParseAnswer(answers_[i], parser_, out.batch(), &error)) {
         out.batch()->resize(mark);
-        return Failed("the child (pid " + std::to_string(child_.pid()) + ") answered record " + in[i].ToJson().substr(0, 200) + " with '" +
-                      answers_[i].substr(0, 200) + "': " + error +
-                      " (expected one JSON array of objects per line)");
+        return Failed("the child (pid " + std::to_string(child_.pid()) + ") answered record " +
+                      in[i].ToJson().substr(0, 200) + " with '" + answers_[i].substr(0, 200) +
+                      "': " + error + " (expected one JSON array of objects per line)");
       }
       for (size_t k = mark; k < out.batch()->size(); ++k) (*out.batch())[k].origin = in[i].origin;
       ++answered_;
@@ -186,9 +189,7 @@ class ExecOperator : public Operator {
 
  private:
   std::function<void(const std::string&)> Forward() {
-    return [this](const std::string& line) {
-      spdlog::info("node '{}' (stderr): {}", id_, line);
-    };
+    return [this](const std::string& line) { spdlog::info("node '{}' (stderr): {}", id_, line); };
   }
 
   // Kills the child; see the top of the file for transient vs final.
@@ -237,11 +238,10 @@ NodeTypeDef ExecDef() {
     const YNode* prog_at = at->is_sequence() && !at->items.empty() ? &at->items[0] : at;
     const std::string program = ResolveProgram(argv[0], spec.dir);
     if (!ProgramExists(program)) {
-      diags.Error(*prog_at,
-                  "node '" + spec.id + "': program '" + argv[0] + "' " +
-                      (program.find('/') == std::string::npos
-                           ? "not found on PATH"
-                           : "(" + program + ") does not exist or is not executable"));
+      diags.Error(*prog_at, "node '" + spec.id + "': program '" + argv[0] + "' " +
+                                (program.find('/') == std::string::npos
+                                     ? "not found on PATH"
+                                     : "(" + program + ") does not exist or is not executable"));
     }
     if (spec.options.GetDurationMs("timeout", 30000) <= 0) {
       diags.Error(*spec.options.Raw("timeout"), "node '" + spec.id + "': timeout must be positive");

@@ -27,12 +27,24 @@ std::map<std::string, CacheEntry>& Cache() {
 
 bool MapType(onceflow_option_type t, OptionType* out) {
   switch (t) {
-    case ONCEFLOW_OPTION_STRING: *out = OptionType::kString; return true;
-    case ONCEFLOW_OPTION_INT: *out = OptionType::kInt; return true;
-    case ONCEFLOW_OPTION_NUMBER: *out = OptionType::kNumber; return true;
-    case ONCEFLOW_OPTION_BOOL: *out = OptionType::kBool; return true;
-    case ONCEFLOW_OPTION_LIST: *out = OptionType::kStringList; return true;
-    case ONCEFLOW_OPTION_MAP: *out = OptionType::kMap; return true;
+    case ONCEFLOW_OPTION_STRING:
+      *out = OptionType::kString;
+      return true;
+    case ONCEFLOW_OPTION_INT:
+      *out = OptionType::kInt;
+      return true;
+    case ONCEFLOW_OPTION_NUMBER:
+      *out = OptionType::kNumber;
+      return true;
+    case ONCEFLOW_OPTION_BOOL:
+      *out = OptionType::kBool;
+      return true;
+    case ONCEFLOW_OPTION_LIST:
+      *out = OptionType::kStringList;
+      return true;
+    case ONCEFLOW_OPTION_MAP:
+      *out = OptionType::kMap;
+      return true;
   }
   return false;
 }
@@ -73,8 +85,9 @@ Status LoadPlugin(const std::string& path, const PluginLibrary** out) {
   if (!S_ISREG(sb.st_mode)) return fail("not a regular file");
   // RTLD_NOW: an unresolved symbol fails here, at validation, not mid-run. RTLD_LOCAL:
   // two plugins may define the same symbols without clashing.
-  void* handle = ::dlopen(path.find('/') == std::string::npos ? ("./" + path).c_str() : path.c_str(),
-                          RTLD_NOW | RTLD_LOCAL);
+  void* handle =
+      ::dlopen(path.find('/') == std::string::npos ? ("./" + path).c_str() : path.c_str(),
+               RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) return fail(std::string("cannot load: ") + ::dlerror());
   ::dlerror();
   void* sym = ::dlsym(handle, ONCEFLOW_PLUGIN_INIT_SYMBOL);

@@ -42,7 +42,7 @@ struct onceflow_ctx {
   bool has_key = false;
   onceflow::Emitter* out = nullptr;
   const onceflow::Record* current = nullptr;  // for the origin of emitted records
-  std::string error;      // set_error's message for the current call
+  std::string error;                          // set_error's message for the current call
   bool emit_failed = false;
   std::string config_json;
   std::unordered_map<std::string, std::string> config_text;  // config_get answers
@@ -145,8 +145,8 @@ int HostEmit(onceflow_ctx* c, const char* json, size_t len) {
   if (!c->parser.ParseObject(std::string_view(json, len), &r, &error)) {
     b->pop_back();
     c->emit_failed = true;
-    c->error = "emitted text that is not a JSON object (" + error + "): " +
-               std::string(json, std::min<size_t>(len, 200));
+    c->error = "emitted text that is not a JSON object (" + error +
+               "): " + std::string(json, std::min<size_t>(len, 200));
     return ONCEFLOW_ERROR;
   }
   if (c->current != nullptr) r.origin = c->current->origin;
@@ -210,8 +210,8 @@ int HostStateDelete(onceflow_ctx* c, const char* name, size_t name_len) {
   return 1;
 }
 
-int HostStateForeach(onceflow_ctx* c,
-                     int (*fn)(void*, onceflow_ctx*, const char*, size_t), void* arg) {
+int HostStateForeach(onceflow_ctx* c, int (*fn)(void*, onceflow_ctx*, const char*, size_t),
+                     void* arg) {
   // Copied: fn may put or delete, which invalidates views into the state's index.
   std::vector<std::string> keys;
   for (std::string_view k : SortedKeys(*c->node->state)) keys.emplace_back(k);
@@ -262,7 +262,9 @@ int HostEmitFinal(onceflow_ctx* c) { return c->final ? 1 : 0; }
 class PluginOperator : public Operator {
  public:
   explicit PluginOperator(const NodeSpec& spec)
-      : spec_(spec), key_fields_(KeyFieldsOf(spec)), path_(spec.options.GetPath("library")),
+      : spec_(spec),
+        key_fields_(KeyFieldsOf(spec)),
+        path_(spec.options.GetPath("library")),
         op_name_(spec.options.GetString("name")) {}
   ~PluginOperator() override { Destroy(); }
 
@@ -366,6 +368,14 @@ class PluginOperator : public Operator {
 
 void CheckPluginNode(const NodeSpec& spec, Diagnostics& diags) {
   const std::string label = "node '" + spec.id + "'";
+  if (spec.key.empty() && spec.parallelism > 1) {
+    const YNode* at = spec.at->Find("parallelism");
+    diags.Error(at != nullptr ? *at : *spec.at,
+                label +
+                    ": a plugin node without `key` keeps one state for the whole "
+                    "stream, so it runs with parallelism 1",
+                "add `key: FIELD` to partition its input and state by key");
+  }
   const PluginLibrary* lib = nullptr;
   Status st = LoadPlugin(spec.options.GetPath("library"), &lib);
   if (!st.ok()) {
@@ -395,9 +405,10 @@ void CheckPluginNode(const NodeSpec& spec, Diagnostics& diags) {
       auto def = std::find_if(info->options.begin(), info->options.end(),
                               [&](const OptionDef& d) { return d.name == k.scalar; });
       if (def == info->options.end()) {
-        diags.Error(k, label + ": unknown config option '" + k.scalar + "' of plugin operator '" +
-                           name + "'",
-                    DidYouMeanNote(k.scalar, option_names));
+        diags.Error(
+            k,
+            label + ": unknown config option '" + k.scalar + "' of plugin operator '" + name + "'",
+            DidYouMeanNote(k.scalar, option_names));
         continue;
       }
       NodeOptions::Entry entry;
@@ -410,12 +421,6 @@ void CheckPluginNode(const NodeSpec& spec, Diagnostics& diags) {
     diags.Error(cfg != nullptr ? *cfg : *spec.options.Raw("name"),
                 label + ": plugin operator '" + name + "' needs config option '" + d.name + "'",
                 d.help);
-  }
-  if (spec.key.empty() && spec.parallelism > 1) {
-    diags.Error(*spec.at, label +
-                              ": a plugin node without `key` keeps one state for the whole "
-                              "stream, so it runs with parallelism 1",
-                "add `key: FIELD` to partition its input and state by key");
   }
 }
 
