@@ -361,6 +361,31 @@ def exec_missing_program_is_exit_2():
 
 
 @test
+def exec_large_answers_do_not_deadlock():
+    """Records of ~1 KB and answers of ~3 KB: both a batch's input and its answers
+    overflow the pipes, so writing the whole batch before reading would block both
+    sides for good. onceflow must read while it writes."""
+    with Tmp() as d:
+        write(os.path.join(d, "fan.py"), """import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    sys.stdout.write(json.dumps([dict(n=r["n"], i=i, pad="x" * 300) for i in range(10)]) + "\\n")
+    sys.stdout.flush()
+""")
+        yaml = write(os.path.join(d, "fan.yaml"), """pipeline: fan
+nodes:
+  s: {source: generate, count: 20000, lua: 'return {n = n, pad = string.rep("y", 1000)}'}
+  e: {op: exec, input: s, command: [python3, fan.py], timeout: 10s}
+  c: {op: count, input: e, key: i, emit: final}
+  out: {sink: file, input: c, path: out.jsonl}
+""")
+        p = run(["run", yaml, "--state", os.path.join(d, "s.db")], timeout=60)
+        expect_rc(p, 0)
+        got = {r["i"]: r["count"] for r in read_jsonl(os.path.join(d, "out.jsonl"))}
+        check(got == {i: 20000 for i in range(10)}, f"counts {got}")
+
+
+@test
 def exec_child_exits_when_onceflow_is_killed():
     """SIGKILL leaves no child behind: it reads EOF on stdin and exits."""
     with Tmp() as d:
