@@ -70,16 +70,8 @@ void Describe(const NodeTypeDef& d, std::ostream& os) {
 }
 
 nlohmann::json DescribeJson(const NodeTypeDef& d) {
-  nlohmann::json opts = nlohmann::json::array();
-  for (const OptionDef& o : d.options) {
-    nlohmann::json jo = {{"name", o.name}, {"type", OptionTypeName(o.type)},
-                         {"required", o.required}, {"help", o.help}};
-    if (!o.default_value.empty()) jo["default"] = o.default_value;
-    if (!o.choices.empty()) jo["choices"] = o.choices;
-    opts.push_back(jo);
-  }
   return {{"kind", KindKey(d.kind)}, {"type", d.type}, {"summary", d.summary},
-          {"keyed", d.keyed}, {"stateful", d.stateful}, {"options", opts}};
+          {"keyed", d.keyed}, {"stateful", d.stateful}, {"options", OptionsJson(d.options)}};
 }
 
 // Escapes text for roff: backslashes, and a leading dot or quote.

@@ -30,18 +30,24 @@ void PrintPluginOperators(const ops::PluginLibrary& lib, const std::string& only
   }
 }
 
-nlohmann::json PluginOperatorJson(const ops::PluginOperatorInfo& op) {
+nlohmann::json OptionsJson(const std::vector<OptionDef>& options) {
   nlohmann::json opts = nlohmann::json::array();
-  for (const OptionDef& o : op.options) {
+  for (const OptionDef& o : options) {
     nlohmann::json jo = {{"name", o.name},
                          {"type", OptionTypeName(o.type)},
                          {"required", o.required},
                          {"help", o.help}};
     if (!o.default_value.empty()) jo["default"] = o.default_value;
+    if (!o.choices.empty()) jo["choices"] = o.choices;
     opts.push_back(jo);
   }
-  return {
-      {"name", op.op->name}, {"summary", op.op->summary ? op.op->summary : ""}, {"options", opts}};
+  return opts;
+}
+
+nlohmann::json PluginOperatorJson(const ops::PluginOperatorInfo& op) {
+  return {{"name", op.op->name},
+          {"summary", op.op->summary ? op.op->summary : ""},
+          {"options", OptionsJson(op.options)}};
 }
 
 Command RegisterPlugin(CLI::App& app, const Registry& registry) {

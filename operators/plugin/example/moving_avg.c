@@ -116,6 +116,20 @@ static char* with_field(const char* json, size_t len, const char* name, const ch
   return buf;
 }
 
+/* Emits `json` with the field `"name":<text>` added. */
+static int emit_with_field(onceflow_ctx* ctx, const char* json, size_t len, const char* name,
+                           const char* text) {
+  size_t out_len = 0;
+  char* out = with_field(json, len, name, text, &out_len);
+  if (out == NULL) {
+    host->set_error(ctx, "out of memory, or the record is not a JSON object");
+    return ONCEFLOW_ERROR;
+  }
+  const int rc = host->emit(ctx, out, out_len);
+  free(out);
+  return rc;
+}
+
 /* ---- moving_avg ------------------------------------------------------------------ */
 
 typedef struct {
@@ -187,12 +201,7 @@ static int moving_avg_process(void* self, onceflow_ctx* ctx, int port, const cha
   if (host->emit_final(ctx)) return ONCEFLOW_OK;
   char num[64];
   snprintf(num, sizeof num, "%.12g", avg);
-  size_t out_len = 0;
-  char* out = with_field(json, len, m->out, num, &out_len);
-  if (out == NULL) return ONCEFLOW_ERROR;
-  const int rc = host->emit(ctx, out, out_len);
-  free(out);
-  return rc;
+  return emit_with_field(ctx, json, len, m->out, num);
 }
 
 static int emit_key_average(void* arg, onceflow_ctx* ctx, const char* key_json, size_t key_len) {
@@ -216,12 +225,7 @@ static int emit_key_average(void* arg, onceflow_ctx* ctx, const char* key_json, 
   if (n == 0) return ONCEFLOW_OK;
   char num[64];
   snprintf(num, sizeof num, "%.12g", sum / n);
-  size_t out_len = 0;
-  char* out = with_field(key_json, key_len, m->out, num, &out_len);
-  if (out == NULL) return ONCEFLOW_ERROR;
-  const int rc = host->emit(ctx, out, out_len);
-  free(out);
-  return rc;
+  return emit_with_field(ctx, key_json, key_len, m->out, num);
 }
 
 static int moving_avg_finish(void* self, onceflow_ctx* ctx) {
@@ -263,12 +267,7 @@ static void* tag_create(onceflow_ctx* ctx) {
 
 static int tag_process(void* self, onceflow_ctx* ctx, int port, const char* json, size_t len) {
   tag* t = self;
-  size_t out_len = 0;
-  char* out = with_field(json, len, t->field, t->quoted, &out_len);
-  if (out == NULL) return ONCEFLOW_ERROR;
-  const int rc = host->emit(ctx, out, out_len);
-  free(out);
-  return rc;
+  return emit_with_field(ctx, json, len, t->field, t->quoted);
 }
 
 static void tag_destroy(void* self) { free(self); }
