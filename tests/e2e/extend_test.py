@@ -188,6 +188,34 @@ def operators_list_shows_pipeline_plugins():
     check(sorted(o["node"] for o in plugins) == ["avg", "tagged"], plugins)
 
 
+@test
+def readme_minimal_plugin():
+    """The minimal plugin of README.md, built with the README's cc command, counts the
+    records of each key."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    check(cc is not None, "no C compiler (cc)")
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    start = readme.index("/* seen.c */")
+    src = readme[start:readme.index("```", start)]
+    with Tmp() as d:
+        write(os.path.join(d, "seen.c"), src)
+        subprocess.run([cc, "-shared", "-fPIC", "-I", os.path.join(ROOT, "runtime", "include"),
+                        "-o", "seen.so", "seen.c"], cwd=d, check=True)
+        words = ["a", "b", "a", "c", "a", "b"]
+        write(os.path.join(d, "in.txt"), "\n".join(words) + "\n")
+        yaml = write(os.path.join(d, "p.yaml"), """pipeline: seen
+nodes:
+  words: {source: file, path: in.txt}
+  seen: {op: plugin, input: words, library: ./seen.so, name: seen, key: line, parallelism: 2}
+  out: {sink: file, input: seen, path: out.jsonl}
+""")
+        p = run(["run", yaml, "--state", os.path.join(d, "s.db")])
+        expect_rc(p, 0)
+        got = sorted(r["seen"] for r in read_jsonl(os.path.join(d, "out.jsonl")))
+        check(got == [1, 1, 1, 2, 2, 3], f"seen values {got}")
+
+
 BAD_PLUGINS = {
     "nosym.c": "int not_the_entry_point(void) { return 0; }\n",
     "abi2.c": """#include "onceflow/plugin.h"
