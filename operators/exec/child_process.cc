@@ -40,6 +40,14 @@ void TakeLines(std::string* buf, F&& fn) {
 
 Status ChildProcess::Start(const std::vector<std::string>& argv, const std::string& cwd) {
   Stop();
+  // Writing to a child that died raises SIGPIPE, whose default action would kill onceflow
+  // without a word. `onceflow run` ignores it already; a host that did not (a test, an
+  // embedding) gets the same: EPIPE is handled below. Checked at every start (one
+  // syscall per child), so a host that resets the default is covered too.
+  struct sigaction cur {};
+  if (::sigaction(SIGPIPE, nullptr, &cur) == 0 && cur.sa_handler == SIG_DFL) {
+    ::signal(SIGPIPE, SIG_IGN);
+  }
   int pin[2], pout[2], perr[2];
   // O_CLOEXEC: another thread spawning at the same time must not inherit our ends.
   if (::pipe2(pin, O_CLOEXEC) != 0) return Status::Runtime(Errno("pipe"));
