@@ -43,7 +43,7 @@ struct onceflow_ctx {
   onceflow::Emitter* out = nullptr;
   const onceflow::Record* current = nullptr;  // for the origin of emitted records
   std::string error;                          // set_error's message for the current call
-  bool emit_failed = false;
+  bool call_failed = false;  // a callback was misused or fed bad JSON: the call fails
   std::string config_json;
   std::unordered_map<std::string, std::string> config_text;  // config_get answers
   onceflow::JsonParser parser;
@@ -139,12 +139,17 @@ void BuildConfig(const NodeSpec& spec, const PluginOperatorInfo& info, onceflow_
 // ---- host callbacks ----------------------------------------------------------------
 
 int HostEmit(onceflow_ctx* c, const char* json, size_t len) {
+  if (c->out == nullptr) {  // from create(): there is nowhere to emit to yet
+    c->call_failed = true;
+    c->error = "emit called outside process() and finish()";
+    return ONCEFLOW_ERROR;
+  }
   RecordBatch* b = c->out->batch();
   Record& r = b->emplace_back();
   std::string error;
   if (!c->parser.ParseObject(std::string_view(json, len), &r, &error)) {
     b->pop_back();
-    c->emit_failed = true;
+    c->call_failed = true;
     c->error = "emitted text that is not a JSON object (" + error +
                "): " + std::string(json, std::min<size_t>(len, 200));
     return ONCEFLOW_ERROR;
@@ -164,7 +169,7 @@ int FindNamed(const StateValue& v, std::string_view name) {
 bool StateUsable(onceflow_ctx* c) {
   if (c->has_key) return true;
   c->error = "state used outside process() or state_foreach (no current key)";
-  c->emit_failed = true;
+  c->call_failed = true;
   return false;
 }
 
@@ -246,7 +251,9 @@ void HostLog(onceflow_ctx* c, int level, const char* message) {
   }
 }
 
-void HostSetError(onceflow_ctx* c, const char* message) { c->error = message ? message : ""; }
+void HostSetError(onceflow_ctx* c, const char* message) {
+  if (c != nullptr) c->error = message ? message : "";
+}
 
 const char* HostConfigJson(onceflow_ctx* c) { return c->config_json.c_str(); }
 
@@ -285,6 +292,7 @@ class PluginOperator : public Operator {
     c_->has_key = key_fields_.empty();
     BuildConfig(spec_, *info_, c_.get());
     self_ = info_->op->create(c_.get());
+    if (self_ != nullptr && c_->call_failed) Destroy();
     if (self_ == nullptr) {
       return Status::Runtime(label_ + ": create failed" +
                              (c_->error.empty() ? "" : ": " + c_->error));
@@ -306,12 +314,12 @@ class PluginOperator : public Operator {
       }
       c.current = &rec;
       c.error.clear();
-      c.emit_failed = false;
+      c.call_failed = false;
       json_.clear();
       rec.AppendJson(&json_);
       const size_t mark = out.batch()->size();
       int rc = info_->op->process(self_, &c, port, json_.data(), json_.size());
-      if (c.emit_failed) rc = ONCEFLOW_ERROR;
+      if (c.call_failed) rc = ONCEFLOW_ERROR;
       if (rc == ONCEFLOW_OK) continue;
       // What a failed call emitted is dropped: the record did not go through.
       out.batch()->resize(mark);
@@ -333,9 +341,9 @@ class PluginOperator : public Operator {
     c.out = &out;
     c.current = nullptr;
     c.error.clear();
-    c.emit_failed = false;
+    c.call_failed = false;
     int rc = info_->op->finish(self_, &c);
-    if (c.emit_failed) rc = ONCEFLOW_ERROR;
+    if (c.call_failed) rc = ONCEFLOW_ERROR;
     if (rc != ONCEFLOW_OK) return Status::Runtime(label_ + ": finish failed: " + Message(c));
     return Status::Ok();
   }
