@@ -144,8 +144,8 @@ static void* moving_avg_create(onceflow_ctx* ctx) {
   snprintf(m->field, sizeof m->field, "%s", host->config_get(ctx, "field"));
   snprintf(m->out, sizeof m->out, "%s", host->config_get(ctx, "out"));
   m->window = atoi(host->config_get(ctx, "window"));
-  if (m->window < 1) {
-    host->set_error(ctx, "window must be at least 1");
+  if (m->window < 1 || m->window > 255) {
+    host->set_error(ctx, "window must be between 1 and 255");
     free(m);
     return NULL;
   }
@@ -166,13 +166,12 @@ static double average_after(onceflow_ctx* ctx, int window, double value) {
     /* strtod, not strtok: instances run on several threads, and strtok is not
      * reentrant. */
     char* end = NULL;
-    for (const char* p = buf; n < 256; p = end) {
+    for (const char* p = buf; n < 255; p = end) {
       const double v = strtod(p, &end);
       if (end == p) break;
       vals[n++] = v;
     }
   }
-  if (window > 255) window = 255;
   vals[n++] = value;
   const int first = n > window ? n - window : 0;
   char text[8192];
