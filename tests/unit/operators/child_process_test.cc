@@ -4,8 +4,10 @@
 #include "operators/exec/child_process.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <string>
@@ -54,6 +56,19 @@ TEST_CASE("child process: no answer within the timeout") {
   CHECK(st.message().find("no answer") != std::string::npos);
   c.Stop(0);  // kills and reaps the sleeping child at once
   CHECK_FALSE(c.running());
+}
+
+TEST_CASE("child process: inherits only its three pipes") {
+  // A descriptor the host has open without O_CLOEXEC (as a state database might).
+  const int fd = ::open("/dev/null", O_RDONLY);
+  REQUIRE(fd >= 3);
+  ChildProcess c;
+  REQUIRE(c.Start({"sh", "-c", "read l; ls /proc/$$/fd | sort -n | tr '\\n' ' '; echo"}, "/").ok());
+  std::vector<std::string> answers;
+  REQUIRE(c.Exchange("go\n", 1, &answers, 5000, nullptr).ok());
+  CHECK(answers[0] == "0 1 2 ");
+  c.Stop();
+  ::close(fd);
 }
 
 TEST_CASE("child process: a program that does not exist") {
