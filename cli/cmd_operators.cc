@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/exit_codes.h"
+#include "cli/plugin_listing.h"
 #include "nlohmann/json.hpp"
 #include "runtime/spec/diagnostics.h"
 
@@ -69,16 +70,8 @@ void Describe(const NodeTypeDef& d, std::ostream& os) {
 }
 
 nlohmann::json DescribeJson(const NodeTypeDef& d) {
-  nlohmann::json opts = nlohmann::json::array();
-  for (const OptionDef& o : d.options) {
-    nlohmann::json jo = {{"name", o.name}, {"type", OptionTypeName(o.type)},
-                         {"required", o.required}, {"help", o.help}};
-    if (!o.default_value.empty()) jo["default"] = o.default_value;
-    if (!o.choices.empty()) jo["choices"] = o.choices;
-    opts.push_back(jo);
-  }
   return {{"kind", KindKey(d.kind)}, {"type", d.type}, {"summary", d.summary},
-          {"keyed", d.keyed}, {"stateful", d.stateful}, {"options", opts}};
+          {"keyed", d.keyed}, {"stateful", d.stateful}, {"options", OptionsJson(d.options)}};
 }
 
 // Escapes text for roff: backslashes, and a leading dot or quote.
@@ -141,17 +134,36 @@ void PrintMan(const Registry& registry, std::ostream& os) {
   }
 }
 
+// The plugin operators a validated pipeline loads, by node id (each library is already
+// loaded and cached by the validation).
+std::vector<std::pair<std::string, std::pair<const ops::PluginLibrary*, const ops::PluginOperatorInfo*>>>
+PluginNodes(const PipelineSpec& spec) {
+  std::vector<std::pair<std::string, std::pair<const ops::PluginLibrary*, const ops::PluginOperatorInfo*>>> out;
+  for (const NodeSpec& n : spec.nodes) {
+    if (n.kind != NodeKind::kOperator || n.type != "plugin") continue;
+    const ops::PluginLibrary* lib = nullptr;
+    if (!ops::LoadPlugin(n.options.GetPath("library"), &lib).ok()) continue;
+    if (const ops::PluginOperatorInfo* op = lib->Find(n.options.GetString("name"))) {
+      out.push_back({n.id, {lib, op}});
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 Command RegisterOperators(CLI::App& app, const Registry& registry) {
   struct Args {
     std::string type;
+    std::string pipeline;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("operators", "list node types and their options");
   CLI::App* list = cmd->add_subcommand("list", "list every node type");
   list->add_flag("--json", args->json, "print as JSON");
+  list->add_option("--pipeline", args->pipeline,
+                   "also list the plugin operators this pipeline loads");
   CLI::App* describe = cmd->add_subcommand("describe", "show a node type's options");
   describe->add_option("TYPE", args->type, "node type, e.g. count or sink:file")->required();
   describe->add_flag("--json", args->json, "print as JSON");
@@ -198,9 +210,22 @@ Command RegisterOperators(CLI::App& app, const Registry& registry) {
       return int(kExitOk);
     }
     // list (also the default with no sub-subcommand)
+    PipelineSpec spec;
+    if (!args->pipeline.empty() && !LoadAndReport(args->pipeline, {}, registry, &spec)) {
+      return int(kExitInvalid);
+    }
+    const auto plugins = PluginNodes(spec);
     if (args->json) {
       nlohmann::json j = nlohmann::json::array();
       for (const NodeTypeDef* d : registry.All()) j.push_back(DescribeJson(*d));
+      for (const auto& [node, op] : plugins) {
+        nlohmann::json jo = PluginOperatorJson(*op.second);
+        jo["kind"] = "plugin";
+        jo["plugin"] = op.first->name();
+        jo["library"] = op.first->path();
+        jo["node"] = node;
+        j.push_back(jo);
+      }
       std::cout << DumpJson(j, 2) << "\n";
       return int(kExitOk);
     }
@@ -215,6 +240,12 @@ Command RegisterOperators(CLI::App& app, const Registry& registry) {
       std::printf("  %-10s %s\n", d->type.c_str(), d->summary.c_str());
     }
     std::fflush(stdout);
+    if (!plugins.empty()) std::cout << "\nplugin operators of " << args->pipeline << ":\n";
+    for (const auto& [node, op] : plugins) {
+      std::cout << "  (node '" << node << "': " << op.first->name() << " from "
+                << op.first->path() << ")\n";
+      PrintPluginOperators(*op.first, op.second->op->name, std::cout);
+    }
     return int(kExitOk);
   };
 }

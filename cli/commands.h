@@ -32,6 +32,7 @@ Command RegisterCheckpoints(CLI::App& app, const Registry& registry);
 Command RegisterState(CLI::App& app, const Registry& registry);
 Command RegisterCompare(CLI::App& app, const Registry& registry);
 Command RegisterTest(CLI::App& app, const Registry& registry);
+Command RegisterPlugin(CLI::App& app, const Registry& registry);
 
 // Loads and validates a pipeline, printing every diagnostic (errors, warnings, notes) on
 // stderr. Returns false when there were errors (the caller exits 2).

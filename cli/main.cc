@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   reg(cli::RegisterState);
   reg(cli::RegisterCompare);
   reg(cli::RegisterTest);
+  reg(cli::RegisterPlugin);
 
   try {
     app.parse(argc, argv);

@@ -23,6 +23,8 @@ void RegisterBuiltins(Registry* registry) {
   registry->Add(CountDef());
   registry->Add(AggregateDef());
   registry->Add(DistinctDef());
+  registry->Add(PluginDef());
+  registry->Add(ExecDef());
 
   registry->Add(FileSinkDef());
   registry->Add(SqliteSinkDef());

@@ -26,6 +26,9 @@ NodeTypeDef DistinctDef();
 NodeTypeDef MapDef();
 NodeTypeDef FilterDef();
 NodeTypeDef FlatMapDef();
+// Extension points (operators/plugin/, operators/exec/).
+NodeTypeDef PluginDef();
+NodeTypeDef ExecDef();
 
 // Sinks (operators/sinks/).
 NodeTypeDef FileSinkDef();

@@ -76,6 +76,7 @@ struct NodeSpec {
   const YNode* id_at = nullptr;
   NodeKind kind = NodeKind::kOperator;
   std::string type;                   // "file", "count", ...
+  std::string dir;                    // the pipeline file's folder (paths inside lists)
   int parallelism = 1;
   OnError on_error = OnError::kFail;
   std::string dead_letter_path;       // resolved; required for kDeadLetter

@@ -190,6 +190,7 @@ class NodeValidator {
     n.id = key.scalar;
     n.id_at = &key;
     n.at = &value;
+    n.dir = spec_->dir;
     if (!IsValidNodeId(n.id)) {
       diags_->Error(key, "node id '" + n.id +
                              "' must start with a letter or '_' and hold only letters, digits, "
