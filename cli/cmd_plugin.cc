@@ -77,7 +77,7 @@ Command RegisterPlugin(CLI::App& app, const Registry& registry) {
                           {"abi_version", lib->abi_version()},
                           {"library", lib->path()},
                           {"operators", ops_json}};
-      std::cout << j.dump(2) << "\n";
+      std::cout << DumpJson(j, 2) << "\n";
       return int(kExitOk);
     }
     std::cout << "plugin: " << lib->name();

@@ -485,7 +485,7 @@ int Test(TestArgs& args, const Registry& registry, bool quiet) {
     for (size_t i = 0; i < results.size(); ++i) {
       out["cases"].push_back(CaseJson(file.cases[i], results[i]));
     }
-    std::cout << out.dump(2) << std::endl;
+    std::cout << DumpJson(out, 2) << std::endl;
   } else {
     std::cout << file.path << ": " << results.size()
               << (results.size() == 1 ? " case: " : " cases: ") << passed << " passed, " << failed
