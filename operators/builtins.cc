@@ -23,6 +23,8 @@ void RegisterBuiltins(Registry* registry) {
   registry->Add(CountDef());
   registry->Add(AggregateDef());
   registry->Add(DistinctDef());
+  registry->Add(WindowDef());
+  registry->Add(JoinDef());
 
   registry->Add(FileSinkDef());
   registry->Add(SqliteSinkDef());

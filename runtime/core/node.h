@@ -104,6 +104,14 @@ struct NodeContext {
   // Sources that cannot rewind: where to journal their input; nullptr when the guarantee
   // does not replay (at-most-once).
   SourceJournal* journal = nullptr;
+  // Operators: the input channels of the task that runs this instance (one per upstream
+  // instance and edge; 1 when the chain starts with a source), and the channel the batch
+  // being processed came from (set by the executor before each Process call). Records of
+  // one channel arrive in the order they were sent, so event-time operators track their
+  // watermark per channel (operators/ops/event_time.h). An operator chained behind
+  // others sees its chain head's channels.
+  int input_channels = 1;
+  int channel = 0;
 };
 
 // A position in a source's input, recorded with checkpoints and used to rewind.
@@ -138,6 +146,12 @@ class Operator {
   // Called once when every input has ended for good (not when the run is stopped early).
   // `emit: final` operators emit their state here.
   virtual Status Finish(Emitter& out) { return Status::Ok(); }
+  // Event time on input channel `channel` (see NodeContext::channel) has reached `ts`:
+  // the channel will carry no more record older than that. kChannelEnded when the
+  // channel's input ended for good. The default ignores it (only event-time operators
+  // care); like Process, it may emit.
+  static constexpr int64_t kChannelEnded = INT64_MAX;
+  virtual Status OnWatermark(int channel, int64_t ts, Emitter& out) { return Status::Ok(); }
   virtual Status Close() { return Status::Ok(); }
 };
 

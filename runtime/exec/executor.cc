@@ -157,6 +157,7 @@ void Executor::Impl::Setup() {
       m->ctx.errors = m->errors.get();
       m->ctx.metrics = m->metrics;
       m->ctx.fresh_start = opt.fresh_start;
+      m->ctx.input_channels = t.inputs.empty() ? 1 : static_cast<int>(t.inputs.size());
       if (ns.kind == NodeKind::kSink && guarantee->two_phase_sinks()) {
         const NodeTypeDef* def = registry.Find(ns.kind, ns.type);
         m->ctx.two_phase = def != nullptr && def->two_phase;
@@ -484,17 +485,23 @@ Status Executor::Impl::RunConsumer(Task& t) {
     InChannel& in = t.inputs[c];
     switch (e.kind) {
       case Envelope::Kind::kBatch:
+        t.in_channel = c;
         if (!e.batch.empty()) cb_status = ProcessFrom(t, 0, in.port, e.batch);
         break;
       case Envelope::Kind::kEnd:
         in.ended = true;
         ++ended;
-        if (!e.exhausted) all_exhausted = false;
+        if (!e.exhausted) {
+          all_exhausted = false;
+        } else {
+          cb_status = DeliverWatermark(t, c, Operator::kChannelEnded, true);
+        }
         break;
       case Envelope::Kind::kWatermark:
-      case Envelope::Kind::kBarrier:
-        // Watermarks belong to windows, which do not exist yet; barriers never reach here.
+        cb_status = DeliverWatermark(t, c, e.ts, false);
         break;
+      case Envelope::Kind::kBarrier:
+        break;  // barriers never reach here: the aligner handles them
     }
   };
   callbacks.now_ns = [] {
@@ -533,6 +540,7 @@ Status Executor::Impl::RunConsumer(Task& t) {
     if (env.kind == Envelope::Kind::kBatch) {
       // The hot path: a popped channel is never blocked, so the aligner would deliver the
       // batch at once; skip it and keep the envelope's vector for recycling.
+      t.in_channel = c;
       if (!env.batch.empty())
         ONCEFLOW_RETURN_IF_ERROR(ProcessFrom(t, 0, t.inputs[c].port, env.batch));
       continue;
@@ -609,6 +617,7 @@ Status Executor::Impl::ProcessFrom(Task& t, size_t first, int port, RecordBatch&
     }
     m.out.clear();
     Emitter em(&m.out);
+    m.ctx.channel = t.in_channel;
     ONCEFLOW_RETURN_IF_ERROR(m.op->Process(port, *cur, em));
     m.metrics->processed.fetch_add(cur->size(), std::memory_order_relaxed);  // after drops
     m.metrics->emitted.fetch_add(m.out.size(), std::memory_order_relaxed);
@@ -617,6 +626,28 @@ Status Executor::Impl::ProcessFrom(Task& t, size_t first, int port, RecordBatch&
     if (cur->empty()) return Status::Ok();
   }
   return RouteOut(t, *cur);
+}
+
+// Hands a channel's watermark (or its end, Operator::kChannelEnded) to the chain's head
+// operator — or, for an end, to every operator in chain order, each one's output flowing
+// down the rest of the chain first, so that a downstream member never sees the end
+// before the records its upstream releases because of it. An in-band watermark is about
+// the head's input only (the event-time field of the head), so it stops there.
+Status Executor::Impl::DeliverWatermark(Task& t, int channel, int64_t ts, bool whole_chain) {
+  for (size_t k = 0; k < t.members.size(); ++k) {
+    Member& m = *t.members[k];
+    if (m.kind != NodeKind::kOperator) break;
+    t.current = static_cast<int>(k);
+    m.out.clear();
+    Emitter em(&m.out);
+    ONCEFLOW_RETURN_IF_ERROR(m.op->OnWatermark(channel, ts, em));
+    if (!m.out.empty()) {
+      m.metrics->emitted.fetch_add(m.out.size(), std::memory_order_relaxed);
+      ONCEFLOW_RETURN_IF_ERROR(ProcessFrom(t, k + 1, 0, m.out));
+    }
+    if (!whole_chain) break;
+  }
+  return Status::Ok();
 }
 
 Status Executor::Impl::RouteOut(Task& t, RecordBatch& batch) {

@@ -118,6 +118,7 @@ struct Task {
   Notifier notifier;
   Envelope scratch;         // reused envelope for pushes
   int current = 0;          // member being called, to name it in unexpected errors
+  int in_channel = 0;       // index in `inputs` of the batch being processed
   bool sink_dirty = false;  // the tail sink has unflushed writes
   // The tail sink wrote since the last dedup commit (a flush to the OS does not clear
   // it: only a commit that recorded the synced length does).
@@ -219,6 +220,7 @@ struct Executor::Impl {
   Status RunConsumer(Task& t);
   Status EndTask(Task& t, bool exhausted);
   Status ProcessFrom(Task& t, size_t first, int port, RecordBatch& batch);
+  Status DeliverWatermark(Task& t, int channel, int64_t ts, bool whole_chain);
   Status RouteOut(Task& t, RecordBatch& batch);
   Status MaybeFlushSink(Task& t, bool force);
   Status InjectBarrier(Task& t, uint64_t id);

@@ -479,9 +479,11 @@ Status Executor::Impl::SeqApply(Task& t, int c, Envelope& env) {
   if (t.uncommitted++ == 0) t.first_uncommitted = Clock::now();
   if (env.kind == Envelope::Kind::kEnd) {
     in.ended = true;
-    return Status::Ok();
+    // Committed with the channel's end, like a record's effect.
+    return DeliverWatermark(t, c, Operator::kChannelEnded, true);
   }
   if (env.batch.empty()) return Status::Ok();
+  t.in_channel = c;
   return ProcessFrom(t, 0, in.port, env.batch);
 }
 
