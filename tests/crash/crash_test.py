@@ -27,6 +27,10 @@ path), also the multiset of records written (lost = records missing, duplicated 
 extra). effectively-once must give 0 and 0 (at-least-once: 0 lost; at-most-once: 0
 duplicated — see the hidden --semantics option).
 
+Pipeline `windows` (not run by default; CTest `crash` and `crash_dedup` name it; its
+YAML is written into the work dir): generate -> sliding event-time `window` -> file,
+compared per (page, window_start) and as a multiset of window records.
+
 Pipeline `passthrough` (not run by default; its YAML is written into the work dir):
 generate -> map -> file with no keyed operator, compared as a multiset of records under
 every semantics, so a record processed twice shows as an extra record even where a keyed
@@ -34,7 +38,7 @@ sink would hide a replay from a consistent checkpoint (at-most-once's CTest runs
 
 Usage:
   crash_test.py --binary build/cli/onceflow [--work DIR] [--kills N] [--seed N]
-                [--pipelines wordcount,orders,fanin[,passthrough]] [--quick]
+                [--pipelines wordcount,orders,fanin[,windows][,passthrough]] [--quick]
                 [--mode snapshot|dedup]
   --mode         the effectively-once mode under test; dedup replaces the barrier and
                  checkpoint crash points by after-sink-write and in-dedup-commit
@@ -132,6 +136,20 @@ PIPELINES = {
         "size": 1_000_000, "quick_size": 300_000,
         "extra_set": [],
     },
+    # Event-time sliding windows (WINDOWS_YAML, written into the work dir): each window is
+    # emitted once, when the watermark passes its end, so the output is a multiset of
+    # window records (event times increase per channel: nothing is late, and the output
+    # is the same however a recovery interleaves the instances).
+    "windows": {
+        "file": None,
+        "source": "events", "source_kind": "generate",
+        "sink": "out", "sink_kind": "file",
+        "keyed": "per_page", "key": ["page", "window_start"],
+        "linear": True,
+        "fail_node": "per_page",
+        "size": 400_000, "quick_size": 300_000,
+        "extra_set": [],
+    },
 }
 
 PASSTHROUGH_YAML = """pipeline: passthrough
@@ -141,6 +159,29 @@ nodes:
   events: {source: generate, count: 1000, rate: 500000}  # a run outlives a few barriers
   tag: {op: map, input: events, lua: 'return {n = e.n, tag = "t" .. (e.n % 7)}'}
   out: {sink: file, input: tag, path: out.jsonl}
+"""
+
+WINDOWS_YAML = """pipeline: windows
+description: Sliding event-time windows per page (crash_test.py).
+checkpoint: {interval: 1s}
+nodes:
+  events:
+    source: generate
+    count: 1000
+    rate: 300000      # a run outlives a few barriers
+    lua: 'return {ts = 1700000000000 + n * 3, page = "p" .. (n * 7919 % 41), ms = n % 997}'
+  per_page:
+    op: window
+    input: events
+    key: page
+    time: ts
+    size: 2s
+    slide: 1s
+    count: true
+    sum: ms
+    max: ms
+    parallelism: 2
+  out: {sink: file, input: per_page, path: out.jsonl}
 """
 
 
@@ -626,7 +667,8 @@ def mode_fail(args, name, n, inp, ref, row):
     # node (wordcount: lines of ~10 words; orders: ~64% pass the filter; fanin: every
     # event). Aim at ~10: well below recovery.max_recoveries (100), where a run rightly
     # gives up with exit 1. (P = 0.001 flat would be thousands at these sizes.)
-    positions = {"wordcount": n // 10, "orders": int(n * 0.64), "fanin": n, "passthrough": n}[name]
+    positions = {"wordcount": n // 10, "orders": int(n * 0.64), "fanin": n, "passthrough": n,
+                 "windows": n}[name]
     prob = min(0.001, 10.0 / max(1, positions))
     spec = "seed=%d,fail=%s:%.3g" % (args.seed, p["fail_node"], prob)
     summary = os.path.join(args.work, name, "fail-summary.json")
@@ -737,6 +779,10 @@ def main():
     with open(passthrough, "w") as f:
         f.write(PASSTHROUGH_YAML)
     PIPELINES["passthrough"]["file"] = passthrough  # absolute: os.path.join keeps it
+    windows = os.path.join(args.work, "windows.yaml")
+    with open(windows, "w") as f:
+        f.write(WINDOWS_YAML)
+    PIPELINES["windows"]["file"] = windows
 
     log("onceflow crash test: %s, --semantics %s%s, %s kills per pipeline, seed %d%s" % (
         args.binary, args.semantics, " --mode " + args.mode if args.semantics == "effectively-once"
