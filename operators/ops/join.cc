@@ -164,6 +164,7 @@ NodeTypeDef JoinDef() {
                      "pairs whose event times differ by at most this much are joined"),
   };
   d.keyed = true;
+  d.event_time_option = "time";
   d.stateful = false;  // state yes, but `emit:` does not apply: each pair is emitted once
   d.min_inputs = 2;
   d.max_inputs = 2;

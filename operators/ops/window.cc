@@ -257,6 +257,7 @@ NodeTypeDef WindowDef() {
   };
   for (OptionDef& o : AggregateOptions()) d.options.push_back(std::move(o));
   d.keyed = true;
+  d.event_time_option = "time";
   d.stateful = false;  // state yes, but `emit:` does not apply: windows fire on the watermark
   d.check = [](const NodeSpec& spec, Diagnostics& diags) {
     const bool size = Given(spec.options, "size"), slide = Given(spec.options, "slide"),

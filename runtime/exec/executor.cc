@@ -45,6 +45,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -187,6 +188,11 @@ void Executor::Impl::Setup() {
         for (int j = 0; j < down; ++j) r.destinations.push_back(ChannelFor(ei, t.instance, j));
       }
       r.staging.resize(r.destinations.size());
+      const NodeSpec& down_spec = spec.nodes[e.to];
+      const NodeTypeDef* down_def = registry.Find(down_spec.kind, down_spec.type);
+      if (down_def != nullptr && !down_def->event_time_option.empty()) {
+        r.wm_field = down_spec.options.GetString(down_def->event_time_option);
+      }
       t.outs.push_back(std::move(r));
     }
     // Sequenced channels: a source chain with several out-edges gets one reader per edge,
@@ -658,6 +664,23 @@ Status Executor::Impl::RouteOut(Task& t, RecordBatch& batch) {
   const bool sequenced = guarantee->sequenced();
   for (size_t r = 0; r < routes; ++r) {
     OutRoute& out = t.outs[r];
+    if (!out.wm_field.empty()) {
+      // Read before Route, which may move the records out.
+      for (const Record& rec : batch) {
+        const Value* v = rec.Get(out.wm_field);
+        if (v == nullptr) continue;
+        int64_t ts;
+        if (v->type() == ValueType::kInt) {
+          ts = v->as_int();
+        } else if (v->type() == ValueType::kDouble && std::isfinite(v->as_double()) &&
+                   std::fabs(v->as_double()) < 9.0e18) {
+          ts = static_cast<int64_t>(std::floor(v->as_double()));
+        } else {
+          continue;
+        }
+        if (ts > out.wm_max) out.wm_max = ts;
+      }
+    }
     // Copy for every out-edge but the last, which may take the records.
     ONCEFLOW_RETURN_IF_ERROR(
         out.partitioner->Route(batch, r + 1 == routes, out.staging, tail.errors.get()));
@@ -673,8 +696,27 @@ Status Executor::Impl::RouteOut(Task& t, RecordBatch& batch) {
       std::swap(t.scratch.batch, out.staging[d]);
       if (!pushed) return Status::Cancelled("cancelled");
     }
+    ONCEFLOW_RETURN_IF_ERROR(PushWatermarks(t, out));
   }
   if (sequenced && t.inputs.empty()) return SeqRouteSource(t, batch);
+  return Status::Ok();
+}
+
+// After the records of a batch (never before: a watermark must not overtake the records
+// it covers), announces a new max event time on every destination of the edge, at most
+// once per routed batch. The receiving channel then counts as having seen that time
+// even if none of the records came its way. Not sequenced mode (see sequenced.cc).
+Status Executor::Impl::PushWatermarks(Task& t, OutRoute& r) {
+  if (r.wm_field.empty() || r.wm_max <= r.wm_sent) return Status::Ok();
+  for (Channel* c : r.destinations) {
+    t.scratch.kind = Envelope::Kind::kWatermark;
+    t.scratch.ts = r.wm_max;
+    t.scratch.batch.clear();
+    const bool pushed = c->Push(&t.scratch);
+    t.scratch.kind = Envelope::Kind::kBatch;
+    if (!pushed) return Status::Cancelled("cancelled");
+  }
+  r.wm_sent = r.wm_max;
   return Status::Ok();
 }
 
