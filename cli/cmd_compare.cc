@@ -337,12 +337,16 @@ class Comparer {
   }
 
   // The key of the keyed operators feeding `sink` (with window_start for windows) when
-  // every input is one and they agree; else empty (the multiset rule).
+  // every input is one and they agree; else empty (the multiset rule, also for `join`,
+  // whose records are pairs, not successive values of a key).
   std::vector<std::string> FeedingKey(const NodeSpec& sink) const {
     std::optional<std::vector<std::string>> key;
     for (const InputSpec& in : sink.inputs) {
       const NodeSpec* up = spec_.FindNode(in.from);
-      if (up == nullptr || up->kind != NodeKind::kOperator || up->key.empty()) return {};
+      if (up == nullptr || up->kind != NodeKind::kOperator || up->key.empty() ||
+          up->type == "join") {
+        return {};
+      }
       std::vector<std::string> k = up->key;
       if (up->type == "window") k.push_back("window_start");
       if (key && *key != k) return {};

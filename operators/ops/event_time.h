@@ -27,12 +27,12 @@
 // Threading: one instance per operator instance (task thread).
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "operators/ops/keyed.h"
 #include "runtime/core/key.h"
 #include "runtime/core/node.h"
 #include "runtime/plan/partitioner.h"
@@ -42,23 +42,19 @@ namespace onceflow::ops {
 
 constexpr int64_t kNoTime = std::numeric_limits<int64_t>::min();
 
-// Reads rec's event time (epoch ms, an integer or a finite number) from `field` into *t.
-// A missing or non-numeric field is a data error: reported through `errors`, returns
-// false with *st holding the handler's verdict.
-inline bool ReadEventTime(const Record& rec, const std::string& field, std::string_view op,
-                          ErrorHandler* errors, int64_t* t, Status* st) {
-  const Value* v = rec.Get(field);
-  if (v != nullptr && v->type() == ValueType::kInt) {
-    *t = v->as_int();
-    return true;
-  }
-  if (v != nullptr && v->type() == ValueType::kDouble && std::isfinite(v->as_double()) &&
-      std::fabs(v->as_double()) < 9.0e18) {
-    *t = static_cast<int64_t>(std::floor(v->as_double()));
-    return true;
-  }
-  *st = errors->OnRecordError(rec, std::string(op) + ": time field '" + field +
-                                       (v == nullptr ? "' is missing" : "' is not a number (epoch ms)"));
+// Reads rec's key (encoded into *key) and event time (epoch ms, an integer or a finite
+// number, from `time_field`). A missing key field or a missing or non-numeric time is a
+// data error: reported through ctx.errors, returns false with *st holding the handler's
+// verdict.
+inline bool ReadKeyAndTime(const Record& rec, const std::vector<std::string>& key_fields,
+                           const std::string& time_field, std::string_view op, NodeContext& ctx,
+                           std::string* key, int64_t* t, Status* st) {
+  if (!ExtractKey(rec, key_fields, op, ctx.errors, key, st)) return false;
+  const Value* v = rec.Get(time_field);
+  if (EventTimeMs(v, t)) return true;
+  *st = ctx.errors->OnRecordError(
+      rec, std::string(op) + ": time field '" + time_field +
+               (v == nullptr ? "' is missing" : "' is not a number (epoch ms)"));
   return false;
 }
 
@@ -179,5 +175,25 @@ class WatermarkTracker {
   int64_t min_ = kNoTime;
   bool dirty_ = false;
 };
+
+// Visits the stored entries of an event-time operator (not the watermark entries) after
+// a restore, each as runs of `stride` values; a value of another shape is a state error
+// (the options changed since it was written).
+template <typename F>
+Status ForEachStored(const KeyedState& state, const WatermarkTracker& wm, size_t stride,
+                     std::string_view op, F&& fn) {
+  Status st;
+  state.ForEach([&](std::string_view key, const StateValue& v) {
+    if (wm.IsReserved(key)) return;
+    if (v.size() % stride != 0 && st.ok()) {
+      st = Status::State(std::string(op) + ": the stored state of a key holds " +
+                         std::to_string(v.size()) + " values, not a multiple of " +
+                         std::to_string(stride) +
+                         " (were the options changed? start with --fresh)");
+    }
+    for (size_t i = 0; i + stride <= v.size(); i += stride) fn(key, &v[i]);
+  });
+  return st;
+}
 
 }  // namespace onceflow::ops

@@ -42,18 +42,10 @@ class JoinOperator : public Operator {
     ctx_ = &ctx;
     wm_.Open(ctx, 0, key_fields_.size());
     index_.clear();
-    Status st;
-    ctx.state->ForEach([&](std::string_view key, const StateValue& v) {
-      if (wm_.IsReserved(key)) return;
-      if (v.size() % kStride != 0 && st.ok()) {
-        st = Status::State("join: the stored state of a key holds " + std::to_string(v.size()) +
-                           " values, not a multiple of 3 (start with --fresh)");
-      }
-      for (size_t i = 0; i + kStride <= v.size(); i += kStride) {
-        index_.emplace(SatAdd(v[i + 1].as_int(), within_), std::string(key));
-      }
-    });
-    return st;
+    return ForEachStored(*ctx.state, wm_, kStride, "join",
+                         [&](std::string_view key, const Value* r) {
+                           index_.emplace(SatAdd(r[1].as_int(), within_), std::string(key));
+                         });
   }
 
   Status Process(int port, RecordBatch& in, Emitter& out) override {
@@ -61,12 +53,8 @@ class JoinOperator : public Operator {
     Status st;
     const int side = port == 0 ? 0 : 1;
     for (Record& rec : in) {
-      if (!ExtractKey(rec, key_fields_, "join", ctx_->errors, &key_, &st)) {
-        if (!st.ok()) return st;
-        continue;
-      }
       int64_t t = 0;
-      if (!ReadEventTime(rec, time_field_, "join", ctx_->errors, &t, &st)) {
+      if (!ReadKeyAndTime(rec, key_fields_, time_field_, "join", *ctx_, &key_, &t, &st)) {
         if (!st.ok()) return st;
         continue;
       }

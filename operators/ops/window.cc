@@ -2,7 +2,9 @@
 //
 //   tumbling  `size`:          windows [k·size, (k+1)·size)
 //   sliding   `size`, `slide`: windows [k·slide, k·slide + size); a record belongs to every
-//                              one that contains its time (about size/slide of them)
+//                              one that contains its time (about size/slide of them; none
+//                              when slide > size leaves its time between two windows, and
+//                              such a record is ignored)
 //   session   `gap`:           a key's records closer than `gap` in event time form one
 //                              window [first time, last time + gap); a record that bridges
 //                              two sessions merges them
@@ -62,34 +64,23 @@ class WindowOperator : public Operator {
     ctx_ = &ctx;
     wm_.Open(ctx, lateness_, key_fields_.size());
     index_.clear();
-    Status st;
-    ctx.state->ForEach([&](std::string_view key, const StateValue& v) {
-      if (wm_.IsReserved(key)) return;
-      if (v.size() % stride_ != 0 && st.ok()) {
-        st = Status::State("window: the stored state of a key holds " + std::to_string(v.size()) +
-                           " values, not a multiple of " + std::to_string(stride_) +
-                           " (were the aggregates changed? start with --fresh)");
-      }
-      for (size_t i = 0; i + stride_ <= v.size(); i += stride_) {
-        index_.emplace(v[i + 1].as_int(), std::string(key));
-      }
-    });
-    return st;
+    return ForEachStored(*ctx.state, wm_, stride_, "window",
+                         [&](std::string_view key, const Value* w) {
+                           index_.emplace(w[1].as_int(), std::string(key));
+                         });
   }
 
   Status Process(int port, RecordBatch& in, Emitter& out) override {
     KeyedState& state = *ctx_->state;
     Status st;
     for (Record& rec : in) {
-      if (!ExtractKey(rec, key_fields_, "window", ctx_->errors, &key_, &st)) {
-        if (!st.ok()) return st;
-        continue;
-      }
       int64_t t = 0;
-      if (!ReadEventTime(rec, time_field_, "window", ctx_->errors, &t, &st)) {
+      if (!ReadKeyAndTime(rec, key_fields_, time_field_, "window", *ctx_, &key_, &t, &st)) {
         if (!st.ok()) return st;
         continue;
       }
+      // With a slide longer than the size, a time between two windows is in none.
+      if (gap_ == 0 && LastEnd(t) <= t) continue;
       const int64_t wm = wm_.watermark();
       if (gap_ > 0 ? SatAdd(t, gap_) <= wm : LastEnd(t) <= wm) {
         ONCEFLOW_RETURN_IF_ERROR(DropLate(*ctx_, rec));

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -135,6 +136,23 @@ class Source {
   virtual Status Seek(const SourcePosition& pos) = 0;
   virtual Status Close() { return Status::Ok(); }
 };
+
+// The event time a record field holds, in epoch milliseconds: an integer, or a finite
+// number (floored). False for anything else. Shared by the event-time operators and the
+// executor's in-band watermarks, so both read a time alike.
+inline bool EventTimeMs(const Value* v, int64_t* t) {
+  if (v == nullptr) return false;
+  if (v->type() == ValueType::kInt) {
+    *t = v->as_int();
+    return true;
+  }
+  if (v->type() == ValueType::kDouble && std::isfinite(v->as_double()) &&
+      std::fabs(v->as_double()) < 9.0e18) {
+    *t = static_cast<int64_t>(std::floor(v->as_double()));
+    return true;
+  }
+  return false;
+}
 
 class Operator {
  public:

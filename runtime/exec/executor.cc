@@ -45,7 +45,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -667,18 +666,8 @@ Status Executor::Impl::RouteOut(Task& t, RecordBatch& batch) {
     if (!out.wm_field.empty()) {
       // Read before Route, which may move the records out.
       for (const Record& rec : batch) {
-        const Value* v = rec.Get(out.wm_field);
-        if (v == nullptr) continue;
         int64_t ts;
-        if (v->type() == ValueType::kInt) {
-          ts = v->as_int();
-        } else if (v->type() == ValueType::kDouble && std::isfinite(v->as_double()) &&
-                   std::fabs(v->as_double()) < 9.0e18) {
-          ts = static_cast<int64_t>(std::floor(v->as_double()));
-        } else {
-          continue;
-        }
-        if (ts > out.wm_max) out.wm_max = ts;
+        if (EventTimeMs(rec.Get(out.wm_field), &ts) && ts > out.wm_max) out.wm_max = ts;
       }
     }
     // Copy for every out-edge but the last, which may take the records.

@@ -110,6 +110,14 @@ TEST_CASE("window: sliding windows take each record into size/slide windows") {
   CHECK(r.Finish() == Win("a", 5, 15, 110, 2) + Win("a", 10, 20, 100, 1));
 }
 
+TEST_CASE("window: with slide > size, records between windows count nowhere and are not late") {
+  TempDir dir;
+  EtRun r(dir, std::string("    op: window\n") + kAggs + "    size: 5ms\n    slide: 10ms\n");
+  CHECK(r.Process({Ev("a", 2), Ev("a", 7), Ev("a", 13)}) == Win("a", 0, 5, 1, 1));
+  CHECK(r.h->metrics.skipped.load() == 0);
+  CHECK(r.Finish() == Win("a", 10, 15, 1, 1));
+}
+
 TEST_CASE("window: sessions grow, merge across a bridging record, and end at last + gap") {
   TempDir dir;
   EtRun r(dir, std::string("    op: window\n") + kAggs + "    gap: 10ms\n    lateness: 100ms\n");
