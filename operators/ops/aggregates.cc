@@ -38,8 +38,7 @@ bool ParseAggExpr(std::string_view text, AggItem* item, std::string* error) {
   } else if (fn == "count") {
     item->fn = AggFn::kCount;
   } else {
-    *error = "unknown aggregate function '" + std::string(fn) +
-             "' (sum, min, max, avg, count)";
+    *error = "unknown aggregate function '" + std::string(fn) + "' (sum, min, max, avg, count)";
     return false;
   }
   if (item->fn == AggFn::kCount && (arg.empty() || arg == "*")) {
@@ -132,11 +131,16 @@ void AddTo(Value* acc, const Value& v) {
 
 const char* FnName(AggFn fn) {
   switch (fn) {
-    case AggFn::kSum: return "sum";
-    case AggFn::kMin: return "min";
-    case AggFn::kMax: return "max";
-    case AggFn::kAvg: return "avg";
-    case AggFn::kCount: return "count";
+    case AggFn::kSum:
+      return "sum";
+    case AggFn::kMin:
+      return "min";
+    case AggFn::kMax:
+      return "max";
+    case AggFn::kAvg:
+      return "avg";
+    case AggFn::kCount:
+      return "count";
   }
   return "?";
 }
@@ -155,12 +159,12 @@ bool Aggregates::Read(const Record& rec, std::string_view op, ErrorHandler* erro
     values_[i] = (v == nullptr || v->is_null()) ? nullptr : v;
     if (values_[i] == nullptr) continue;
     bool numeric = item.fn == AggFn::kSum || item.fn == AggFn::kAvg;
-    bool ok = numeric ? v->is_number()
-                      : (item.fn == AggFn::kCount || v->is_number() || v->is_string());
+    bool ok =
+        numeric ? v->is_number() : (item.fn == AggFn::kCount || v->is_number() || v->is_string());
     if (!ok) {
-      *st = errors->OnRecordError(
-          rec, std::string(op) + ": " + FnName(item.fn) + "(" + item.field + "): " +
-                   v->ToJson() + " is not a " + (numeric ? "number" : "number or string"));
+      *st = errors->OnRecordError(rec, std::string(op) + ": " + FnName(item.fn) + "(" + item.field +
+                                           "): " + v->ToJson() + " is not a " +
+                                           (numeric ? "number" : "number or string"));
       return false;
     }
   }
@@ -170,12 +174,16 @@ bool Aggregates::Read(const Record& rec, std::string_view op, ErrorHandler* erro
 void Aggregates::AppendInit(StateValue* acc) const {
   for (const auto& item : items_) {
     switch (item.fn) {
-      case AggFn::kCount: acc->push_back(Value::Int(0)); break;
+      case AggFn::kCount:
+        acc->push_back(Value::Int(0));
+        break;
       case AggFn::kAvg:
         acc->push_back(Value::Null());
         acc->push_back(Value::Int(0));
         break;
-      default: acc->push_back(Value::Null()); break;
+      default:
+        acc->push_back(Value::Null());
+        break;
     }
   }
 }
@@ -214,7 +222,9 @@ void Aggregates::Merge(const Value* from, Value* into) const {
     const Value& f = from[item.slot];
     Value& a = into[item.slot];
     switch (item.fn) {
-      case AggFn::kCount: a.SetInt(a.as_int() + f.as_int()); break;
+      case AggFn::kCount:
+        a.SetInt(a.as_int() + f.as_int());
+        break;
       case AggFn::kAvg:
         if (!f.is_null()) AddTo(&a, f);
         into[item.slot + 1].SetInt(into[item.slot + 1].as_int() + from[item.slot + 1].as_int());
@@ -250,8 +260,10 @@ std::vector<OptionDef> AggregateOptions() {
   return {
       Option("sum", OptionType::kFieldList, "",
              "field(s) to sum, output sum_FIELD; integers stay integers"),
-      Option("min", OptionType::kFieldList, "", "field(s) to take the minimum of, output min_FIELD"),
-      Option("max", OptionType::kFieldList, "", "field(s) to take the maximum of, output max_FIELD"),
+      Option("min", OptionType::kFieldList, "",
+             "field(s) to take the minimum of, output min_FIELD"),
+      Option("max", OptionType::kFieldList, "",
+             "field(s) to take the maximum of, output max_FIELD"),
       Option("avg", OptionType::kFieldList, "", "field(s) to average, output avg_FIELD"),
       Option("count", OptionType::kFieldList, "",
              "true: add `count`, the records per key; FIELD(s): add count_FIELD, the records "
@@ -266,7 +278,8 @@ void CheckAggregates(const NodeSpec& spec, Diagnostics& diags,
                      const std::vector<std::string>& reserved) {
   const YNode* fields = spec.options.Raw("fields");
   if (fields != nullptr && !fields->is_map()) {
-    diags.Error(*fields, "node '" + spec.id + "': fields must be a map of OUTPUT: \"fn(field)\", not " +
+    diags.Error(*fields, "node '" + spec.id +
+                             "': fields must be a map of OUTPUT: \"fn(field)\", not " +
                              fields->KindName());
   }
   std::vector<AggItem> items = BuildItems(spec, &diags);
@@ -301,8 +314,8 @@ void CheckAggregates(const NodeSpec& spec, Diagnostics& diags,
     }
     for (const auto& s : seen) {
       if (s == item.out) {
-        diags.Error(*at, "node '" + spec.id + "': output field '" + item.out +
-                             "' is produced twice");
+        diags.Error(*at,
+                    "node '" + spec.id + "': output field '" + item.out + "' is produced twice");
       }
     }
     seen.push_back(item.out);

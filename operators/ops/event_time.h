@@ -159,7 +159,8 @@ class WatermarkTracker {
 
  private:
   size_t Index(int channel) const {
-    return channel >= 0 && static_cast<size_t>(channel) < max_.size() ? static_cast<size_t>(channel) : 0;
+    return channel >= 0 && static_cast<size_t>(channel) < max_.size() ? static_cast<size_t>(channel)
+                                                                      : 0;
   }
   void Recompute() {
     min_ = std::numeric_limits<int64_t>::max();
@@ -186,10 +187,10 @@ Status ForEachStored(const KeyedState& state, const WatermarkTracker& wm, size_t
   state.ForEach([&](std::string_view key, const StateValue& v) {
     if (wm.IsReserved(key)) return;
     if (v.size() % stride != 0 && st.ok()) {
-      st = Status::State(std::string(op) + ": the stored state of a key holds " +
-                         std::to_string(v.size()) + " values, not a multiple of " +
-                         std::to_string(stride) +
-                         " (were the options changed? start with --fresh)");
+      st =
+          Status::State(std::string(op) + ": the stored state of a key holds " +
+                        std::to_string(v.size()) + " values, not a multiple of " +
+                        std::to_string(stride) + " (were the options changed? start with --fresh)");
     }
     for (size_t i = 0; i + stride <= v.size(); i += stride) fn(key, &v[i]);
   });

@@ -155,7 +155,8 @@ class WindowOperator : public Operator {
       }
       // A second overlapping session: fold it into the first and remove it.
       aggs_.Merge(&v[i + 2], &v[target + 2]);
-      v.erase(v.begin() + static_cast<ptrdiff_t>(i), v.begin() + static_cast<ptrdiff_t>(i + stride_));
+      v.erase(v.begin() + static_cast<ptrdiff_t>(i),
+              v.begin() + static_cast<ptrdiff_t>(i + stride_));
       if (i < target) target -= stride_;
     }
     if (target == v.size()) {

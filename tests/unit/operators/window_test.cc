@@ -20,7 +20,8 @@ std::string EtYaml(const std::string& block, const std::string& inputs = "a") {
          "    source: generate\n"
          "    count: 1\n"
          "  op:\n"
-         "    input: " + inputs + "\n" + block +
+         "    input: " +
+         inputs + "\n" + block +
          "  out:\n"
          "    sink: discard\n"
          "    input: op\n";
@@ -103,8 +104,7 @@ TEST_CASE("window: sliding windows take each record into size/slide windows") {
   EtRun r(dir, std::string("    op: window\n") + kAggs + "    size: 10ms\n    slide: 5ms\n");
   // Negative event times floor to their windows: -3 is in [-10, 0) and [-5, 5).
   // Watermark 7 after the batch: the windows ending at 0 and 5 fire.
-  CHECK(r.Process({Ev("a", -3), Ev("a", 7, 10)}) ==
-        Win("a", -10, 0, 1, 1) + Win("a", -5, 5, 1, 1));
+  CHECK(r.Process({Ev("a", -3), Ev("a", 7, 10)}) == Win("a", -10, 0, 1, 1) + Win("a", -5, 5, 1, 1));
   // ts 12: [0, 10) fires.
   CHECK(r.Process({Ev("a", 12, 100)}) == Win("a", 0, 10, 10, 1));
   CHECK(r.Finish() == Win("a", 5, 15, 110, 2) + Win("a", 10, 20, 100, 1));
@@ -134,10 +134,10 @@ TEST_CASE("window: late records are counted, dead-lettered only under on_error: 
   TempDir dir;
   SUBCASE("dropped and counted") {
     EtRun r(dir, std::string("    op: window\n") + kAggs + "    size: 10ms\n    lateness: 5ms\n");
-    CHECK(r.Process({Ev("a", 3), Ev("a", 14)}) == "");  // watermark 9: [0,10) still open
-    CHECK(r.Process({Ev("a", 8)}) == "");               // not late: [0,10) ends after 9
+    CHECK(r.Process({Ev("a", 3), Ev("a", 14)}) == "");         // watermark 9: [0,10) still open
+    CHECK(r.Process({Ev("a", 8)}) == "");                      // not late: [0,10) ends after 9
     CHECK(r.Process({Ev("a", 16)}) == Win("a", 0, 10, 2, 2));  // watermark 11
-    CHECK(r.Process({Ev("a", 9)}) == "");               // late: its only window fired
+    CHECK(r.Process({Ev("a", 9)}) == "");                      // late: its only window fired
     CHECK(r.h->metrics.skipped.load() == 1);
     CHECK(r.h->errors.errors.empty());
     CHECK(r.Finish() == Win("a", 10, 20, 2, 2));
@@ -165,7 +165,7 @@ TEST_CASE("window: late records are counted, dead-lettered only under on_error: 
 TEST_CASE("window: the watermark is the minimum over channels; ends count as +inf") {
   TempDir dir;
   EtRun r(dir, std::string("    op: window\n") + kAggs + "    size: 10ms\n", "a", 2);
-  CHECK(r.Process({Ev("a", 1), Ev("a", 50)}, 0) == "");  // channel 1 saw nothing yet
+  CHECK(r.Process({Ev("a", 1), Ev("a", 50)}, 0) == "");         // channel 1 saw nothing yet
   CHECK(r.Process({Ev("a", 12)}, 1) == Win("a", 0, 10, 1, 1));  // min(50, 12)
   // An in-band watermark of channel 1 moves it without records.
   CHECK(r.Watermark(1, 40) == Win("a", 10, 20, 1, 1));
@@ -192,7 +192,8 @@ TEST_CASE("window: open windows and watermarks survive a restore through the sta
 TEST_CASE("window: the watermark entry hashes to its own instance") {
   TempDir dir;
   for (int inst = 0; inst < 3; ++inst) {
-    auto p = LoadYaml(dir.path(), EtYaml(std::string("    op: window\n") + kAggs + "    size: 1s\n"));
+    auto p =
+        LoadYaml(dir.path(), EtYaml(std::string("    op: window\n") + kAggs + "    size: 1s\n"));
     REQUIRE(p->ok);
     Harness h(*p, "op", inst, 3);
     auto op = Def(NodeKind::kOperator, "window").make_operator(p->Node("op"));
@@ -228,7 +229,8 @@ TEST_CASE("window: validation") {
   bad(std::string("    op: window\n") + kAggs + "    size: 5s\n    emit: final\n",
       "'emit' applies only to stateful operators");
   bad("    op: window\n    key: k\n    time: ts\n    size: 1s\n", "at least one aggregate");
-  bad("    op: window\n    key: k\n    time: ts\n    size: 1s\n    fields: {window_end: \"count()\"}\n",
+  bad("    op: window\n    key: k\n    time: ts\n    size: 1s\n    fields: {window_end: "
+      "\"count()\"}\n",
       "clashes with the output field 'window_end'");
 }
 
@@ -238,10 +240,12 @@ TEST_CASE("join: pairs within the interval, either order, evicted behind the wat
   CHECK(r.Process({Ev("a", 10, 1), Ev("b", 11, 2)}, 0, 0) == "");  // left side only
   // Right 14 pairs with left 10 (|4| <= 5) but not with a's other key.
   CHECK(r.Process({Ev("a", 14, 3)}, 1, 1) ==
-        "{\"k\":\"a\",\"left\":{\"k\":\"a\",\"ts\":10,\"x\":1},\"right\":{\"k\":\"a\",\"ts\":14,\"x\":3}}\n");
+        "{\"k\":\"a\",\"left\":{\"k\":\"a\",\"ts\":10,\"x\":1},\"right\":{\"k\":\"a\",\"ts\":14,"
+        "\"x\":3}}\n");
   // Left 19 pairs with right 14 (|5|), not left 10.
   CHECK(r.Process({Ev("a", 19, 4)}, 0, 0) ==
-        "{\"k\":\"a\",\"left\":{\"k\":\"a\",\"ts\":19,\"x\":4},\"right\":{\"k\":\"a\",\"ts\":14,\"x\":3}}\n");
+        "{\"k\":\"a\",\"left\":{\"k\":\"a\",\"ts\":19,\"x\":4},\"right\":{\"k\":\"a\",\"ts\":14,"
+        "\"x\":3}}\n");
   // Right 30: watermark min(19, 30) = 19 evicts everything with t + 5 < 19 (10, 11, 14? no:
   // 14 + 5 = 19 is kept).
   CHECK(r.Process({Ev("a", 30, 5)}, 1, 1) == "");
@@ -258,7 +262,8 @@ TEST_CASE("join: pairs within the interval, either order, evicted behind the wat
   // Restore: the buffers come back from the state.
   r.Reopen();
   CHECK(r.Process({Ev("a", 33, 6)}, 0, 0) ==
-        "{\"k\":\"a\",\"left\":{\"k\":\"a\",\"ts\":33,\"x\":6},\"right\":{\"k\":\"a\",\"ts\":30,\"x\":5}}\n");
+        "{\"k\":\"a\",\"left\":{\"k\":\"a\",\"ts\":33,\"x\":6},\"right\":{\"k\":\"a\",\"ts\":30,"
+        "\"x\":5}}\n");
 }
 
 TEST_CASE("join: validation") {
@@ -269,8 +274,10 @@ TEST_CASE("join: validation") {
   auto p2 = LoadYaml(dir.path(), EtYaml("    op: join\n    key: k\n    time: ts\n", "[a, b]"));
   CHECK_FALSE(p2->ok);
   CHECK_MESSAGE(p2->Rendered().find("within") != std::string::npos, p2->Rendered());
-  auto p3 = LoadYaml(dir.path(),
-                     EtYaml("    op: join\n    key: k\n    time: ts\n    within: 1s\n    emit: final\n", "[a, b]"));
+  auto p3 =
+      LoadYaml(dir.path(),
+               EtYaml("    op: join\n    key: k\n    time: ts\n    within: 1s\n    emit: final\n",
+                      "[a, b]"));
   CHECK_FALSE(p3->ok);
 }
 
