@@ -31,6 +31,10 @@ Pipeline `windows` (not run by default; CTest `crash` and `crash_dedup` name it;
 YAML is written into the work dir): generate -> sliding event-time `window` -> file,
 compared per (page, window_start) and as a multiset of window records.
 
+Pipeline `joins` (not run by default nor by CTest, to keep CI short; its YAML is written
+into the work dir): two generated streams -> interval `join` -> file, compared as a
+multiset of pairs under every semantics.
+
 Pipeline `passthrough` (not run by default; its YAML is written into the work dir):
 generate -> map -> file with no keyed operator, compared as a multiset of records under
 every semantics, so a record processed twice shows as an extra record even where a keyed
@@ -38,7 +42,7 @@ sink would hide a replay from a consistent checkpoint (at-most-once's CTest runs
 
 Usage:
   crash_test.py --binary build/cli/onceflow [--work DIR] [--kills N] [--seed N]
-                [--pipelines wordcount,orders,fanin[,windows][,passthrough]] [--quick]
+                [--pipelines wordcount,orders,fanin[,windows][,joins][,passthrough]] [--quick]
                 [--mode snapshot|dedup]
   --mode         the effectively-once mode under test; dedup replaces the barrier and
                  checkpoint crash points by after-sink-write and in-dedup-commit
@@ -121,6 +125,19 @@ PIPELINES = {
         "size": 1_200_000, "quick_size": 400_000,
         "extra_set": [],
     },
+    # Not in the default list nor in CTest (run it by hand): an interval join of two
+    # generated streams (JOINS_YAML), its pairs compared as a multiset.
+    "joins": {
+        "file": None,
+        "source": "left", "source_kind": "generate",
+        "sink": "out", "sink_kind": "file",
+        "keyed": None, "key": ["left", "right"],
+        "linear": True,
+        "records_only": True,
+        "fail_node": "matched",
+        "size": 200_000, "quick_size": 100_000,
+        "extra_set": [],
+    },
     # Not in the default list: records that no keyed operator folds, so a replayed record
     # shows as an extra record in the multiset under every semantics (a keyed sink hides a
     # replay from a consistent checkpoint: the final values come out right). The file is
@@ -182,6 +199,30 @@ nodes:
     max: ms
     parallelism: 2
   out: {sink: file, input: per_page, path: out.jsonl}
+"""
+
+JOINS_YAML = """pipeline: joins
+description: An interval join of two generated streams (crash_test.py).
+checkpoint: {interval: 1s}
+nodes:
+  left:
+    source: generate
+    count: 1000
+    rate: 100000
+    lua: 'return {ts = 1700000000000 + n * 7, ad = "a" .. (n % 13), imp = n}'
+  right:
+    source: generate
+    count: 60000
+    rate: 60000
+    lua: 'return {ts = 1700000000003 + n * 11, ad = "a" .. (n * 5 % 13), click = n}'
+  matched:
+    op: join
+    input: [left, right]
+    key: ad
+    time: ts
+    within: 40ms
+    parallelism: 2
+  out: {sink: file, input: matched, path: out.jsonl}
 """
 
 
@@ -668,7 +709,7 @@ def mode_fail(args, name, n, inp, ref, row):
     # event). Aim at ~10: well below recovery.max_recoveries (100), where a run rightly
     # gives up with exit 1. (P = 0.001 flat would be thousands at these sizes.)
     positions = {"wordcount": n // 10, "orders": int(n * 0.64), "fanin": n, "passthrough": n,
-                 "windows": n}[name]
+                 "windows": n, "joins": n}[name]
     prob = min(0.001, 10.0 / max(1, positions))
     spec = "seed=%d,fail=%s:%.3g" % (args.seed, p["fail_node"], prob)
     summary = os.path.join(args.work, name, "fail-summary.json")
@@ -783,6 +824,10 @@ def main():
     with open(windows, "w") as f:
         f.write(WINDOWS_YAML)
     PIPELINES["windows"]["file"] = windows
+    joins = os.path.join(args.work, "joins.yaml")
+    with open(joins, "w") as f:
+        f.write(JOINS_YAML)
+    PIPELINES["joins"]["file"] = joins
 
     log("onceflow crash test: %s, --semantics %s%s, %s kills per pipeline, seed %d%s" % (
         args.binary, args.semantics, " --mode " + args.mode if args.semantics == "effectively-once"
