@@ -176,7 +176,11 @@ std::vector<std::string> FeedingKey(const PipelineSpec& spec, const NodeSpec& si
   std::optional<std::vector<std::string>> key;
   for (const InputSpec& in : sink.inputs) {
     const NodeSpec* up = spec.FindNode(in.from);
-    if (up == nullptr || up->kind != NodeKind::kOperator || up->key.empty()) return {};
+    // A join's records are pairs, not successive values of a key: the multiset rule.
+    if (up == nullptr || up->kind != NodeKind::kOperator || up->key.empty() ||
+        up->type == "join") {
+      return {};
+    }
     std::vector<std::string> k = up->key;
     if (up->type == "window") k.push_back("window_start");
     if (key && *key != k) return {};

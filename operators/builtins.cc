@@ -25,6 +25,8 @@ void RegisterBuiltins(Registry* registry) {
   registry->Add(DistinctDef());
   registry->Add(PluginDef());
   registry->Add(ExecDef());
+  registry->Add(WindowDef());
+  registry->Add(JoinDef());
 
   registry->Add(FileSinkDef());
   registry->Add(SqliteSinkDef());

@@ -23,6 +23,8 @@ NodeTypeDef SplitDef();
 NodeTypeDef CountDef();
 NodeTypeDef AggregateDef();
 NodeTypeDef DistinctDef();
+NodeTypeDef WindowDef();
+NodeTypeDef JoinDef();
 NodeTypeDef MapDef();
 NodeTypeDef FilterDef();
 NodeTypeDef FlatMapDef();

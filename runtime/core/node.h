@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -104,6 +105,14 @@ struct NodeContext {
   // Sources that cannot rewind: where to journal their input; nullptr when the guarantee
   // does not replay (at-most-once).
   SourceJournal* journal = nullptr;
+  // Operators: the input channels of the task that runs this instance (one per upstream
+  // instance and edge; 1 when the chain starts with a source), and the channel the batch
+  // being processed came from (set by the executor before each Process call). Records of
+  // one channel arrive in the order they were sent, so event-time operators track their
+  // watermark per channel (operators/ops/event_time.h). An operator chained behind
+  // others sees its chain head's channels.
+  int input_channels = 1;
+  int channel = 0;
 };
 
 // A position in a source's input, recorded with checkpoints and used to rewind.
@@ -128,6 +137,23 @@ class Source {
   virtual Status Close() { return Status::Ok(); }
 };
 
+// The event time a record field holds, in epoch milliseconds: an integer, or a finite
+// number (floored). False for anything else. Shared by the event-time operators and the
+// executor's in-band watermarks, so both read a time alike.
+inline bool EventTimeMs(const Value* v, int64_t* t) {
+  if (v == nullptr) return false;
+  if (v->type() == ValueType::kInt) {
+    *t = v->as_int();
+    return true;
+  }
+  if (v->type() == ValueType::kDouble && std::isfinite(v->as_double()) &&
+      std::fabs(v->as_double()) < 9.0e18) {
+    *t = static_cast<int64_t>(std::floor(v->as_double()));
+    return true;
+  }
+  return false;
+}
+
 class Operator {
  public:
   virtual ~Operator() = default;
@@ -138,6 +164,12 @@ class Operator {
   // Called once when every input has ended for good (not when the run is stopped early).
   // `emit: final` operators emit their state here.
   virtual Status Finish(Emitter& out) { return Status::Ok(); }
+  // Event time on input channel `channel` (see NodeContext::channel) has reached `ts`:
+  // the channel will carry no more record older than that. kChannelEnded when the
+  // channel's input ended for good. The default ignores it (only event-time operators
+  // care); like Process, it may emit.
+  static constexpr int64_t kChannelEnded = INT64_MAX;
+  virtual Status OnWatermark(int channel, int64_t ts, Emitter& out) { return Status::Ok(); }
   virtual Status Close() { return Status::Ok(); }
 };
 

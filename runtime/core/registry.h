@@ -70,6 +70,11 @@ struct NodeTypeDef {
   // Sources that cannot rewind (`stdin`): a replaying guarantee journals their input
   // (NodeContext::journal).
   bool journaled = false;
+  // Event-time operators (`window`, `join`): the option naming the records' event-time
+  // field. Tasks sending to such a node over a channel push in-band watermarks (the max
+  // of that field they routed on the edge) after the records, so that a channel that
+  // carries no record does not hold the node's watermark back (Operator::OnWatermark).
+  std::string event_time_option;
 };
 
 // The options every node takes, whatever its type (parallelism, on_error, dead_letter,

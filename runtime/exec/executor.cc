@@ -157,6 +157,7 @@ void Executor::Impl::Setup() {
       m->ctx.errors = m->errors.get();
       m->ctx.metrics = m->metrics;
       m->ctx.fresh_start = opt.fresh_start;
+      m->ctx.input_channels = t.inputs.empty() ? 1 : static_cast<int>(t.inputs.size());
       if (ns.kind == NodeKind::kSink && guarantee->two_phase_sinks()) {
         const NodeTypeDef* def = registry.Find(ns.kind, ns.type);
         m->ctx.two_phase = def != nullptr && def->two_phase;
@@ -186,6 +187,11 @@ void Executor::Impl::Setup() {
         for (int j = 0; j < down; ++j) r.destinations.push_back(ChannelFor(ei, t.instance, j));
       }
       r.staging.resize(r.destinations.size());
+      const NodeSpec& down_spec = spec.nodes[e.to];
+      const NodeTypeDef* down_def = registry.Find(down_spec.kind, down_spec.type);
+      if (down_def != nullptr && !down_def->event_time_option.empty()) {
+        r.wm_field = down_spec.options.GetString(down_def->event_time_option);
+      }
       t.outs.push_back(std::move(r));
     }
     // Sequenced channels: a source chain with several out-edges gets one reader per edge,
@@ -484,17 +490,23 @@ Status Executor::Impl::RunConsumer(Task& t) {
     InChannel& in = t.inputs[c];
     switch (e.kind) {
       case Envelope::Kind::kBatch:
+        t.in_channel = c;
         if (!e.batch.empty()) cb_status = ProcessFrom(t, 0, in.port, e.batch);
         break;
       case Envelope::Kind::kEnd:
         in.ended = true;
         ++ended;
-        if (!e.exhausted) all_exhausted = false;
+        if (!e.exhausted) {
+          all_exhausted = false;
+        } else {
+          cb_status = DeliverWatermark(t, c, Operator::kChannelEnded, true);
+        }
         break;
       case Envelope::Kind::kWatermark:
-      case Envelope::Kind::kBarrier:
-        // Watermarks belong to windows, which do not exist yet; barriers never reach here.
+        cb_status = DeliverWatermark(t, c, e.ts, false);
         break;
+      case Envelope::Kind::kBarrier:
+        break;  // barriers never reach here: the aligner handles them
     }
   };
   callbacks.now_ns = [] {
@@ -533,6 +545,7 @@ Status Executor::Impl::RunConsumer(Task& t) {
     if (env.kind == Envelope::Kind::kBatch) {
       // The hot path: a popped channel is never blocked, so the aligner would deliver the
       // batch at once; skip it and keep the envelope's vector for recycling.
+      t.in_channel = c;
       if (!env.batch.empty())
         ONCEFLOW_RETURN_IF_ERROR(ProcessFrom(t, 0, t.inputs[c].port, env.batch));
       continue;
@@ -609,6 +622,7 @@ Status Executor::Impl::ProcessFrom(Task& t, size_t first, int port, RecordBatch&
     }
     m.out.clear();
     Emitter em(&m.out);
+    m.ctx.channel = t.in_channel;
     ONCEFLOW_RETURN_IF_ERROR(m.op->Process(port, *cur, em));
     m.metrics->processed.fetch_add(cur->size(), std::memory_order_relaxed);  // after drops
     m.metrics->emitted.fetch_add(m.out.size(), std::memory_order_relaxed);
@@ -619,6 +633,28 @@ Status Executor::Impl::ProcessFrom(Task& t, size_t first, int port, RecordBatch&
   return RouteOut(t, *cur);
 }
 
+// Hands a channel's watermark (or its end, Operator::kChannelEnded) to the chain's head
+// operator — or, for an end, to every operator in chain order, each one's output flowing
+// down the rest of the chain first, so that a downstream member never sees the end
+// before the records its upstream releases because of it. An in-band watermark is about
+// the head's input only (the event-time field of the head), so it stops there.
+Status Executor::Impl::DeliverWatermark(Task& t, int channel, int64_t ts, bool whole_chain) {
+  for (size_t k = 0; k < t.members.size(); ++k) {
+    Member& m = *t.members[k];
+    if (m.kind != NodeKind::kOperator) break;
+    t.current = static_cast<int>(k);
+    m.out.clear();
+    Emitter em(&m.out);
+    ONCEFLOW_RETURN_IF_ERROR(m.op->OnWatermark(channel, ts, em));
+    if (!m.out.empty()) {
+      m.metrics->emitted.fetch_add(m.out.size(), std::memory_order_relaxed);
+      ONCEFLOW_RETURN_IF_ERROR(ProcessFrom(t, k + 1, 0, m.out));
+    }
+    if (!whole_chain) break;
+  }
+  return Status::Ok();
+}
+
 Status Executor::Impl::RouteOut(Task& t, RecordBatch& batch) {
   if (t.outs.empty() || batch.empty()) return Status::Ok();
   Member& tail = *t.members.back();
@@ -627,6 +663,13 @@ Status Executor::Impl::RouteOut(Task& t, RecordBatch& batch) {
   const bool sequenced = guarantee->sequenced();
   for (size_t r = 0; r < routes; ++r) {
     OutRoute& out = t.outs[r];
+    if (!out.wm_field.empty()) {
+      // Read before Route, which may move the records out.
+      for (const Record& rec : batch) {
+        int64_t ts;
+        if (EventTimeMs(rec.Get(out.wm_field), &ts) && ts > out.wm_max) out.wm_max = ts;
+      }
+    }
     // Copy for every out-edge but the last, which may take the records.
     ONCEFLOW_RETURN_IF_ERROR(
         out.partitioner->Route(batch, r + 1 == routes, out.staging, tail.errors.get()));
@@ -642,8 +685,27 @@ Status Executor::Impl::RouteOut(Task& t, RecordBatch& batch) {
       std::swap(t.scratch.batch, out.staging[d]);
       if (!pushed) return Status::Cancelled("cancelled");
     }
+    ONCEFLOW_RETURN_IF_ERROR(PushWatermarks(t, out));
   }
   if (sequenced && t.inputs.empty()) return SeqRouteSource(t, batch);
+  return Status::Ok();
+}
+
+// After the records of a batch (never before: a watermark must not overtake the records
+// it covers), announces a new max event time on every destination of the edge, at most
+// once per routed batch. The receiving channel then counts as having seen that time
+// even if none of the records came its way. Not sequenced mode (see sequenced.cc).
+Status Executor::Impl::PushWatermarks(Task& t, OutRoute& r) {
+  if (r.wm_field.empty() || r.wm_max <= r.wm_sent) return Status::Ok();
+  for (Channel* c : r.destinations) {
+    t.scratch.kind = Envelope::Kind::kWatermark;
+    t.scratch.ts = r.wm_max;
+    t.scratch.batch.clear();
+    const bool pushed = c->Push(&t.scratch);
+    t.scratch.kind = Envelope::Kind::kBatch;
+    if (!pushed) return Status::Cancelled("cancelled");
+  }
+  r.wm_sent = r.wm_max;
   return Status::Ok();
 }
 

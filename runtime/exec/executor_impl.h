@@ -100,6 +100,12 @@ struct OutRoute {
   std::unique_ptr<Partitioner> partitioner;
   std::vector<Channel*> destinations;  // indexed like the partitioner's destinations
   std::vector<RecordBatch> staging;
+  // In-band watermarks, for an edge into an event-time node (NodeTypeDef::
+  // event_time_option): the downstream's time field, the max of it over the records
+  // routed on the edge, and the max already announced on every destination.
+  std::string wm_field;
+  int64_t wm_max = INT64_MIN;
+  int64_t wm_sent = INT64_MIN;
   // ---- sequenced channels, indexed like destinations ----
   std::vector<SeqLink*> links;
   std::vector<int64_t> seq;                   // operator producers: last sequence committed
@@ -118,6 +124,7 @@ struct Task {
   Notifier notifier;
   Envelope scratch;         // reused envelope for pushes
   int current = 0;          // member being called, to name it in unexpected errors
+  int in_channel = 0;       // index in `inputs` of the batch being processed
   bool sink_dirty = false;  // the tail sink has unflushed writes
   // The tail sink wrote since the last dedup commit (a flush to the OS does not clear
   // it: only a commit that recorded the synced length does).
@@ -219,7 +226,9 @@ struct Executor::Impl {
   Status RunConsumer(Task& t);
   Status EndTask(Task& t, bool exhausted);
   Status ProcessFrom(Task& t, size_t first, int port, RecordBatch& batch);
+  Status DeliverWatermark(Task& t, int channel, int64_t ts, bool whole_chain);
   Status RouteOut(Task& t, RecordBatch& batch);
+  Status PushWatermarks(Task& t, OutRoute& r);
   Status MaybeFlushSink(Task& t, bool force);
   Status InjectBarrier(Task& t, uint64_t id);
   Status Snapshot(Task& t, uint64_t id, int64_t alignment_ns);

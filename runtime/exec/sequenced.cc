@@ -35,6 +35,18 @@
 // killed process restarts every task from its own last commit (SeqOpen): committed
 // outputs not yet covered are sent again first.
 //
+// Watermarks. On an edge into an event-time node (window, join) the producer announces
+// the max event time it routed (OutRoute::wm_max) after the records, on every channel of
+// the edge: a source chain as an envelope covering the positions up to its read position
+// (an empty range for a channel that got records, else the range it skipped, applied like
+// an empty batch, so sparse channels advance); an operator task after each commit's
+// outputs, stamped with the sequence number it follows and not itself sequenced (a max
+// is idempotent, and these are not kept for re-sending). A consumer applies a watermark
+// only when its position reached the envelope's end, so a watermark never overtakes the
+// records it covers, even when a restarted consumer still finds one in its channel that
+// was sent after records it rolled back. A lost watermark only delays the windows: the
+// records that follow carry their times too.
+//
 // Ends. An exhausted end is sequenced and committed like a record: a consumer runs
 // Finish() and commits its outputs together with the end of its last input, and a
 // producer stays alive after its end until every consumer committed it, answering
@@ -236,6 +248,27 @@ Status Executor::Impl::SeqRouteSource(Task& t, RecordBatch& /*batch*/) {
       if (end > r.links[d]->sent.load(std::memory_order_relaxed))
         r.links[d]->sent.store(end, std::memory_order_release);
     }
+    if (r.wm_field.empty() || r.wm_max <= r.wm_sent) continue;
+    // In-band watermarks (see the top of this file): after the records, on every channel
+    // of the edge. A channel that got no record up to `end` gets the range as an empty,
+    // sequenced envelope, so its consumer's position moves too.
+    for (size_t d = 0; d < r.destinations.size(); ++d) {
+      if (r.sent[d] > end) continue;  // replaying behind what this consumer has
+      t.scratch.kind = Envelope::Kind::kWatermark;
+      t.scratch.ts = r.wm_max;
+      t.scratch.seq_start = r.sent[d];
+      t.scratch.seq_end = end;
+      t.scratch.pos_name = t.src_pos.name;
+      t.scratch.pos_offset = static_cast<int64_t>(t.src_pos.offset);
+      t.scratch.batch.clear();
+      const bool pushed = r.destinations[d]->Push(&t.scratch);
+      t.scratch.kind = Envelope::Kind::kBatch;
+      if (!pushed) return Status::Cancelled("cancelled");
+      r.sent[d] = end;
+      if (end > r.links[d]->sent.load(std::memory_order_relaxed))
+        r.links[d]->sent.store(end, std::memory_order_release);
+    }
+    r.wm_sent = r.wm_max;
   }
   return Status::Ok();
 }
@@ -452,6 +485,20 @@ Status Executor::Impl::SeqApply(Task& t, int c, Envelope& env) {
     }
     return Status::Ok();
   }
+  if (env.kind == Envelope::Kind::kWatermark) {
+    if (in.ended) return Status::Ok();
+    if (env.seq_start < env.seq_end && env.seq_start <= in.mark && in.mark < env.seq_end) {
+      // A source range without a record for this channel: applied like an empty batch.
+      in.mark = env.seq_end;
+      std::swap(in.pos_name, env.pos_name);
+      in.pos_offset = env.pos_offset;
+      if (t.uncommitted++ == 0) t.first_uncommitted = Clock::now();
+    }
+    // Only once everything it covers is applied (after a restart the channel may still
+    // hold a watermark sent after records this task rolled back and will get again).
+    if (in.mark < env.seq_end) return Status::Ok();
+    return DeliverWatermark(t, c, env.ts, false);
+  }
   if (env.kind != Envelope::Kind::kBatch && env.kind != Envelope::Kind::kEnd) return Status::Ok();
   if (in.ended || env.seq_end <= in.mark || env.seq_start > in.mark) {
     // A duplicate (already applied) or a gap (left over from before a restart of this
@@ -479,9 +526,11 @@ Status Executor::Impl::SeqApply(Task& t, int c, Envelope& env) {
   if (t.uncommitted++ == 0) t.first_uncommitted = Clock::now();
   if (env.kind == Envelope::Kind::kEnd) {
     in.ended = true;
-    return Status::Ok();
+    // Committed with the channel's end, like a record's effect.
+    return DeliverWatermark(t, c, Operator::kChannelEnded, true);
   }
   if (env.batch.empty()) return Status::Ok();
+  t.in_channel = c;
   return ProcessFrom(t, 0, in.port, env.batch);
 }
 
@@ -776,6 +825,21 @@ Status Executor::Impl::SeqCommit(Task& t, bool final_commit) {
     t.scratch.exhausted = false;
     if (!pushed) return Status::Cancelled("cancelled");
   }
+  // In-band watermarks after the committed outputs, unsequenced: a consumer applies one
+  // only once its position on the channel reached the sequence number it follows.
+  for (OutRoute& r : t.outs) {
+    if (r.wm_field.empty() || r.wm_max <= r.wm_sent) continue;
+    for (size_t dst = 0; dst < r.destinations.size(); ++dst) {
+      t.scratch.kind = Envelope::Kind::kWatermark;
+      t.scratch.ts = r.wm_max;
+      t.scratch.seq_start = t.scratch.seq_end = r.seq[dst];
+      t.scratch.batch.clear();
+      const bool pushed = r.destinations[dst]->Push(&t.scratch);
+      t.scratch.kind = Envelope::Kind::kBatch;
+      if (!pushed) return Status::Cancelled("cancelled");
+    }
+    r.wm_sent = r.wm_max;
+  }
   return Status::Ok();
 }
 
@@ -791,6 +855,7 @@ Status Executor::Impl::SeqRecover(Task& t, const Status& cause) {
   const Clock::time_point t0 = Clock::now();
   for (OutRoute& r : t.outs) {
     for (RecordBatch& b : r.staging) b.clear();
+    r.wm_max = r.wm_sent;  // the dropped outputs will be produced again
   }
   ONCEFLOW_RETURN_IF_ERROR(SeqReopen(t));
   for (InChannel& in : t.inputs) {

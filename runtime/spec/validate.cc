@@ -311,8 +311,15 @@ class NodeValidator {
           for (const NodeTypeDef* d : registry_.All()) {
             if (d->stateful && d->kind == NodeKind::kOperator) stateful_types.push_back(d->type);
           }
-          diags_->Error(k, Typed(*n, *st) + ": 'emit' applies only to stateful operators (" +
-                               Join(stateful_types, ", ") + ")");
+          // Event-time operators keep state too, so say why they take no `emit`.
+          diags_->Error(k,
+                        Typed(*n, *st) + ": 'emit' applies only to stateful operators (" +
+                            Join(stateful_types, ", ") + ")",
+                        def->event_time_option.empty()
+                            ? ""
+                            : "'" + def->type +
+                                  "' emits on the watermark: each result once, when event "
+                                  "time has passed it");
           continue;
         }
         diags_->Error(k, label + ": unknown option '" + k.scalar + "'",

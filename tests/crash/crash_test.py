@@ -27,6 +27,14 @@ path), also the multiset of records written (lost = records missing, duplicated 
 extra). effectively-once must give 0 and 0 (at-least-once: 0 lost; at-most-once: 0
 duplicated — see the hidden --semantics option).
 
+Pipeline `windows` (not run by default; CTest `crash` and `crash_dedup` name it; its
+YAML is written into the work dir): generate -> sliding event-time `window` -> file,
+compared per (page, window_start) and as a multiset of window records.
+
+Pipeline `joins` (not run by default nor by CTest, to keep CI short; its YAML is written
+into the work dir): two generated streams -> interval `join` -> file, compared as a
+multiset of pairs under every semantics.
+
 Pipeline `passthrough` (not run by default; its YAML is written into the work dir):
 generate -> map -> file with no keyed operator, compared as a multiset of records under
 every semantics, so a record processed twice shows as an extra record even where a keyed
@@ -38,7 +46,7 @@ the plugin ABI) -> file, compared as a multiset of records.
 
 Usage:
   crash_test.py --binary build/cli/onceflow [--work DIR] [--kills N] [--seed N]
-                [--pipelines wordcount,orders,fanin[,passthrough][,plugin]] [--quick]
+                [--pipelines wordcount,orders,fanin[,windows][,joins][,passthrough][,plugin]] [--quick]
                 [--plugin LIB.so]
                 [--mode snapshot|dedup]
   --mode         the effectively-once mode under test; dedup replaces the barrier and
@@ -122,6 +130,19 @@ PIPELINES = {
         "size": 1_200_000, "quick_size": 400_000,
         "extra_set": [],
     },
+    # Not in the default list nor in CTest (run it by hand): an interval join of two
+    # generated streams (JOINS_YAML), its pairs compared as a multiset.
+    "joins": {
+        "file": None,
+        "source": "left", "source_kind": "generate",
+        "sink": "out", "sink_kind": "file",
+        "keyed": None, "key": ["left", "right"],
+        "linear": True,
+        "records_only": True,
+        "fail_node": "matched",
+        "size": 200_000, "quick_size": 100_000,
+        "extra_set": [],
+    },
     # Not in the default list: records that no keyed operator folds, so a replayed record
     # shows as an extra record in the multiset under every semantics (a keyed sink hides a
     # replay from a consistent checkpoint: the final values come out right). The file is
@@ -150,6 +171,20 @@ PIPELINES = {
         "linear": True,
         "fail_node": "avg",
         "size": 200_000, "quick_size": 60_000,
+        "extra_set": [],
+    },
+    # Event-time sliding windows (WINDOWS_YAML, written into the work dir): each window is
+    # emitted once, when the watermark passes its end, so the output is a multiset of
+    # window records (event times increase per channel: nothing is late, and the output
+    # is the same however a recovery interleaves the instances).
+    "windows": {
+        "file": None,
+        "source": "events", "source_kind": "generate",
+        "sink": "out", "sink_kind": "file",
+        "keyed": "per_page", "key": ["page", "window_start"],
+        "linear": True,
+        "fail_node": "per_page",
+        "size": 400_000, "quick_size": 300_000,
         "extra_set": [],
     },
 }
@@ -181,6 +216,53 @@ nodes:
   events: {source: generate, count: 1000, rate: 500000}  # a run outlives a few barriers
   tag: {op: map, input: events, lua: 'return {n = e.n, tag = "t" .. (e.n % 7)}'}
   out: {sink: file, input: tag, path: out.jsonl}
+"""
+
+WINDOWS_YAML = """pipeline: windows
+description: Sliding event-time windows per page (crash_test.py).
+checkpoint: {interval: 1s}
+nodes:
+  events:
+    source: generate
+    count: 1000
+    rate: 300000      # a run outlives a few barriers
+    lua: 'return {ts = 1700000000000 + n * 3, page = "p" .. (n * 7919 % 41), ms = n % 997}'
+  per_page:
+    op: window
+    input: events
+    key: page
+    time: ts
+    size: 2s
+    slide: 1s
+    count: true
+    sum: ms
+    max: ms
+    parallelism: 2
+  out: {sink: file, input: per_page, path: out.jsonl}
+"""
+
+JOINS_YAML = """pipeline: joins
+description: An interval join of two generated streams (crash_test.py).
+checkpoint: {interval: 1s}
+nodes:
+  left:
+    source: generate
+    count: 1000
+    rate: 100000
+    lua: 'return {ts = 1700000000000 + n * 7, ad = "a" .. (n % 13), imp = n}'
+  right:
+    source: generate
+    count: 60000
+    rate: 60000
+    lua: 'return {ts = 1700000000003 + n * 11, ad = "a" .. (n * 5 % 13), click = n}'
+  matched:
+    op: join
+    input: [left, right]
+    key: ad
+    time: ts
+    within: 40ms
+    parallelism: 2
+  out: {sink: file, input: matched, path: out.jsonl}
 """
 
 
@@ -667,7 +749,7 @@ def mode_fail(args, name, n, inp, ref, row):
     # event). Aim at ~10: well below recovery.max_recoveries (100), where a run rightly
     # gives up with exit 1. (P = 0.001 flat would be thousands at these sizes.)
     positions = {"wordcount": n // 10, "orders": int(n * 0.64), "fanin": n, "passthrough": n,
-                 "plugin": n}[name]
+                 "plugin": n, "windows": n, "joins": n}[name]
     prob = min(0.001, 10.0 / max(1, positions))
     spec = "seed=%d,fail=%s:%.3g" % (args.seed, p["fail_node"], prob)
     summary = os.path.join(args.work, name, "fail-summary.json")
@@ -781,6 +863,14 @@ def main():
     with open(passthrough, "w") as f:
         f.write(PASSTHROUGH_YAML)
     PIPELINES["passthrough"]["file"] = passthrough  # absolute: os.path.join keeps it
+    windows = os.path.join(args.work, "windows.yaml")
+    with open(windows, "w") as f:
+        f.write(WINDOWS_YAML)
+    PIPELINES["windows"]["file"] = windows
+    joins = os.path.join(args.work, "joins.yaml")
+    with open(joins, "w") as f:
+        f.write(JOINS_YAML)
+    PIPELINES["joins"]["file"] = joins
     if "plugin" in names:
         lib = args.plugin or os.path.join(os.path.dirname(os.path.dirname(args.binary)),
                                           "operators", "plugin", "example", "example_plugin.so")

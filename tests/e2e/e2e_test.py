@@ -64,8 +64,23 @@ def example_fanin():
 
 
 @test
+def example_windows_and_joins():
+    # Event-time examples: the expected files were checked against an independent
+    # computation of the windows and pairs (tests/e2e/windows_test.py recomputes them).
+    for name in ("windows", "joins"):
+        with Tmp() as d:
+            out = os.path.join(d, name + ".jsonl")
+            p = run(["run", f"pipelines/{name}.yaml", "--set", f"nodes.out.path={out}",
+                     "--state", os.path.join(d, "s.db"), "-q"])
+            expect_rc(p, 0)
+            got = read_jsonl(out)
+            want = read_jsonl(os.path.join(PIPES, f"expected/{name}.jsonl"))
+            check(canon(got) == canon(want), f"{name} output differs: {len(got)} vs {len(want)} records")
+
+
+@test
 def examples_validate():
-    for name in ("wordcount", "orders", "fanin"):
+    for name in ("wordcount", "orders", "fanin", "windows", "joins"):
         p = run(["validate", f"pipelines/{name}.yaml"])
         expect_rc(p, 0)
         check(f"pipeline '{name}'" in p.stdout, "plan names the pipeline")
