@@ -70,7 +70,7 @@ sanitizer_build() {
   local dir=$1 san=$2 fuzz=$3
   shift 3
   # shellcheck disable=SC2046
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
     -DONCEFLOW_SANITIZE="$san" -DONCEFLOW_FUZZ="$fuzz" -DONCEFLOW_BENCH=OFF $(launcher) >/dev/null
   cmake --build "$dir" -j "$JOBS" --target "$@"
 }
