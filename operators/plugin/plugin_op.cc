@@ -410,8 +410,10 @@ void CheckPluginNode(const NodeSpec& spec, Diagnostics& diags) {
   for (const OptionDef& d : info->options) option_names.push_back(d.name);
   if (cfg != nullptr && cfg->is_map()) {
     for (const auto& [k, v] : cfg->entries) {
+      // A named copy: clang 14 cannot capture a structured binding in a lambda.
+      const std::string& key = k.scalar;
       auto def = std::find_if(info->options.begin(), info->options.end(),
-                              [&](const OptionDef& d) { return d.name == k.scalar; });
+                              [&](const OptionDef& d) { return d.name == key; });
       if (def == info->options.end()) {
         diags.Error(
             k,

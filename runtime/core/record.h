@@ -197,6 +197,12 @@ class FieldAllocator {
 // node in the plan and the source's position of the event (1-based line, or record index).
 struct Origin {
   int32_t source = -1;
+  // Dedup mode only: the index of the source record in the batch its source Read
+  // returned (records made from it by chained operators keep it). The sequenced executor
+  // numbers source records by count — the read's starting count + read_index + 1 — since
+  // `position` is a line number, or a generated number across every instance, and is not
+  // a count (runtime/exec/sequenced.cc). Fits in what was padding.
+  uint32_t read_index = 0;
   uint64_t position = 0;
 };
 

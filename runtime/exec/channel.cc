@@ -29,6 +29,7 @@ bool Channel::Push(Envelope* env) {
     slot.seq_start = env->seq_start;
     slot.seq_end = env->seq_end;
     slot.pos_offset = env->pos_offset;
+    slot.src_base = env->src_base;
     std::swap(slot.pos_name, env->pos_name);
     ++count_;
     size_.store(count_, std::memory_order_relaxed);
@@ -65,6 +66,7 @@ bool Channel::TryPop(Envelope* env) {
     env->seq_start = slot.seq_start;
     env->seq_end = slot.seq_end;
     env->pos_offset = slot.pos_offset;
+    env->src_base = slot.src_base;
     std::swap(env->pos_name, slot.pos_name);
     head_ = (head_ + 1) % capacity_;
     --count_;

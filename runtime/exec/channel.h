@@ -59,6 +59,9 @@ struct Envelope {
   int64_t seq_end = 0;
   int64_t pos_offset = 0;
   std::string pos_name;
+  // Out of a source chain: the record count before the source Read the batch came from;
+  // a record's own position is src_base + origin.read_index + 1.
+  int64_t src_base = 0;
 };
 
 // One per consumer task: the place where it sleeps while all its channels are empty.

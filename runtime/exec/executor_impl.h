@@ -137,6 +137,7 @@ struct Task {
   int uncommitted = 0;  // envelopes applied since the last commit
   Clock::time_point first_uncommitted;
   SourcePosition src_pos;     // source heads: the position after the last Read
+  uint64_t src_read_base = 0; // dedup source heads: src_pos.count before the last Read
   SourcePosition first_pos;   // source heads: the position of the input's beginning
   bool finished = false;      // consumers: every input ended when the task opened
   // Sequenced source chains with several out-edges: a second reader of the same source

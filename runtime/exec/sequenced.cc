@@ -3,7 +3,8 @@
 //
 // Positions. Every envelope on a channel covers positions (seq_start, seq_end]. Out of an
 // operator task, one envelope is one sequence number (seq_end = seq_start + 1). Out of a
-// source chain, positions are the source's record counts (Record::origin.position), and
+// source chain, positions are the source's record counts (the read's starting count +
+// Origin::read_index + 1, carried as Envelope::src_base), and
 // an envelope covers every record of that range routed to the channel. An exhausted end
 // of input takes one position after the last record too.
 //
@@ -226,11 +227,12 @@ Status Executor::Impl::SeqRouteSource(Task& t, RecordBatch& /*batch*/) {
       RecordBatch& b = r.staging[d];
       if (b.empty()) continue;
       const int64_t sent = r.sent[d];
+      const int64_t base = static_cast<int64_t>(t.src_read_base);
       // Replaying after a seek back: this channel's consumer has the records up to `sent`.
-      if (static_cast<int64_t>(b.front().origin.position) <= sent) {
+      if (base + b.front().origin.read_index + 1 <= sent) {
         b.erase(std::remove_if(b.begin(), b.end(),
                                [&](const Record& rec) {
-                                 return static_cast<int64_t>(rec.origin.position) <= sent;
+                                 return base + rec.origin.read_index + 1 <= sent;
                                }),
                 b.end());
         if (b.empty()) continue;
@@ -238,6 +240,7 @@ Status Executor::Impl::SeqRouteSource(Task& t, RecordBatch& /*batch*/) {
       t.scratch.kind = Envelope::Kind::kBatch;
       t.scratch.seq_start = sent;
       t.scratch.seq_end = end;
+      t.scratch.src_base = base;
       t.scratch.pos_name = t.src_pos.name;
       t.scratch.pos_offset = static_cast<int64_t>(t.src_pos.offset);
       std::swap(t.scratch.batch, b);
@@ -387,6 +390,8 @@ Status Executor::Impl::SeqRunSource(Task& t) {
       events_claimed.fetch_sub(want - got, std::memory_order_relaxed);
     }
     if (!st.ok()) return st;
+    t.src_read_base = before.count;
+    for (size_t i = 0; i < got; ++i) m.out[i].origin.read_index = static_cast<uint32_t>(i);
     t.src_pos = m.source->Position();
     t.read_this_run += got;
     if (got == 0) {
@@ -509,10 +514,11 @@ Status Executor::Impl::SeqApply(Task& t, int c, Envelope& env) {
   if (env.seq_start < in.mark) {
     // Part of a source range this task applied already.
     const int64_t mark = in.mark;
+    const int64_t base = env.src_base;
     const size_t before = env.batch.size();
     env.batch.erase(std::remove_if(env.batch.begin(), env.batch.end(),
                                    [&](const Record& r) {
-                                     return static_cast<int64_t>(r.origin.position) <= mark;
+                                     return base + r.origin.read_index + 1 <= mark;
                                    }),
                     env.batch.end());
     head.metrics->duplicates_discarded.fetch_add(before - env.batch.size(),

@@ -159,6 +159,47 @@ def chaos_fail_in_a_source_chain_rereads_the_batch():
 
 
 @test
+def source_positions_that_are_not_counts_replay_exactly():
+    # A consumer's mark counts source records. A generate instance numbers its records
+    # across all instances (n = i, i + p, ...) and a jsonl line number counts blank and
+    # skipped lines: neither is a count, and filtering replays by them let records through
+    # twice after a local recovery (300,251 of 300,000 with generate at parallelism 2),
+    # or hung the run (the jsonl case with seeds 1 and 3, before the fix).
+    with Tmp() as d:
+        lines = []
+        for n in range(60000):
+            lines.append(json.dumps({"k": "k%d" % (n % 13), "n": n}))
+            if n % 3 == 0:
+                lines.append("")               # a blank line: no record
+            if n % 1000 == 0:
+                lines.append("not json")        # skipped: no record
+        write(os.path.join(d, "in.jsonl"), "\n".join(lines) + "\n")
+        sources = {
+            "generate": "{source: generate, count: 300000, parallelism: 2,"
+                        " lua: \"return {k = 'k' .. (n % 13), n = n}\"}",
+            "jsonl": "{source: file, path: in.jsonl, format: jsonl, on_error: skip}",
+        }
+        prob = {"generate": "0.00003", "jsonl": "0.0005"}
+        for (name, src), seed in ((kv, seed) for kv in sources.items() for seed in (1, 3)):
+            y = write(os.path.join(d, name + ".yaml"),
+                      "pipeline: positions\nnodes:\n  src: %s\n"
+                      "  per_k: {op: aggregate, input: src, key: k, count: true, sum: n,"
+                      " parallelism: 2, emit: final}\n"
+                      "  out: {sink: file, input: per_k, path: %s.out.jsonl}\n" % (src, name))
+            p = run(["run", y, "-q", "--json", "--semantics", "effectively-once", "--mode", "dedup",
+                     "--state", os.path.join(d, "%s-%d.db" % (name, seed)),
+                     "--chaos", "seed=%d,fail=per_k:%s" % (seed, prob[name])], cwd=d, timeout=60)
+            expect_rc(p, 0)
+            s = json.loads(p.stdout)
+            check(s["recoveries"]["count"] >= 1, "%s: recovered locally: %s" % (name, s["recoveries"]))
+            got = read_jsonl(os.path.join(d, name + ".out.jsonl"))
+            total = 300000 if name == "generate" else 60000
+            check(sum(r["count"] for r in got) == total,
+                  "%s: every record counted once: %d" % (name, sum(r["count"] for r in got)))
+            check(sum(r["sum_n"] for r in got) == total * (total - 1) // 2, "%s: sums exact" % name)
+
+
+@test
 def max_recoveries_gives_up_with_exit_1():
     with Tmp() as d:
         p, s, _ = run_pipeline(d, "fanin", "dedup",

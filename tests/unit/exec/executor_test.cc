@@ -65,7 +65,8 @@ class GenSource : public Source {
       Record r;
       r.Append("n", Value::Int(next_));
       r.Append("k", Value::String("key" + std::to_string(next_ % keys_)));
-      r.origin = {node_, static_cast<uint64_t>(next_ + 1)};
+      r.origin.source = node_;
+      r.origin.position = static_cast<uint64_t>(next_ + 1);
       out.Emit(std::move(r));
       next_ += step_;
     }
