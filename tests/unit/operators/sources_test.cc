@@ -112,9 +112,10 @@ TEST_CASE("file source: a csv header must name every column once, in valid UTF-8
       {"a,,b\n1,2,3\n", "column 2 has no name"},
       {"\x9b,ly,\xfd\n1,2,3\n", "column 1 is not valid UTF-8"},
   };
-  for (const auto& [text, want] : headers) {
+  for (const auto& header : headers) {
+    const std::string& want = header.second;  // CAPTURE takes no structured binding (clang 14)
     CAPTURE(want);
-    WriteFile(dir / "in.txt", text);
+    WriteFile(dir / "in.txt", header.first);
     Harness h(*p, "src");
     auto src = Open(*p, h);
     RecordBatch out;
