@@ -157,6 +157,12 @@ def commands(y, state):
     ]
 
 
+def refused_path(d, name):
+    """d/bad/NAME: a folder of its own, so refuses_untouched sees only that file."""
+    os.makedirs(os.path.join(d, "bad"), exist_ok=True)
+    return os.path.join(d, "bad", name)
+
+
 def refuses_untouched(y, state, why, want):
     folder = os.path.dirname(state)
     for cmd in commands(y, state):
@@ -189,8 +195,7 @@ def truncated_state_file():
 def random_bytes_state_file():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), PIPE)
-        bad = os.path.join(d, "bad", "random.db")
-        os.mkdir(os.path.dirname(bad))
+        bad = refused_path(d, "random.db")
         rng = random.Random(7)
         with open(bad, "wb") as f:
             f.write(bytes(rng.randrange(256) for _ in range(8192)))
@@ -201,8 +206,7 @@ def random_bytes_state_file():
 def another_applications_sqlite_database():
     with Tmp() as d:
         y = write(os.path.join(d, "p.yaml"), PIPE)
-        bad = os.path.join(d, "bad", "app.db")
-        os.mkdir(os.path.dirname(bad))
+        bad = refused_path(d, "app.db")
         db = sqlite3.connect(bad)
         db.execute("CREATE TABLE invoices(id INTEGER PRIMARY KEY, total REAL)")
         db.execute("INSERT INTO invoices VALUES (1, 9.5)")
@@ -219,8 +223,7 @@ def newer_schema_version():
         db.execute("PRAGMA user_version = 99")
         db.commit()
         db.close()
-        bad = os.path.join(d, "bad", "newer.db")
-        os.mkdir(os.path.dirname(bad))
+        bad = refused_path(d, "newer.db")
         os.rename(good, bad)
         refuses_untouched(y, bad, "schema 99", "newer")
 

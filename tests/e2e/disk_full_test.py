@@ -17,6 +17,7 @@ reports as skipped (SKIP_RETURN_CODE), never as passed.
 
 Usage: disk_full_test.py BINARY REPO_ROOT [NAME_FILTER]
 """
+import json
 import os
 import subprocess
 import sys
@@ -101,65 +102,69 @@ def checkpoints(state):
     return [line.split()[0] for line in p.stdout.splitlines()[1:] if line.strip()]
 
 
-@test
-def disk_full_during_sink_write():
+def fill_fail_resume(text, what, tmpfs_size, leave, state_on_small, interval, on_failure,
+                     after_freeing, same_output):
+    """Under each effectively-once mode: a first part commits while there is room (so a
+    complete checkpoint or dedup commit always exists for the full disk to threaten),
+    the small file system is filled but for `leave` bytes, the run fails
+    (on_failure(mode, p, state, out)), space is freed (after_freeing(mode, state, before)),
+    and a rerun's output is the failure-free one (same_output(out, want))."""
     for mode in ("snapshot", "dedup"):
         with Tmp() as d:
-            want = reference(d, SINK_PIPE)
-            with Tmpfs(os.path.join(d, "small"), 24 * 1024 * 1024) as small:
-                out = os.path.join(small, "out.jsonl")
-                state = os.path.join(d, "state.db")
-                y = pipeline(d, SINK_PIPE, out)
-                cmd = ["run", y, "-q", "--mode", mode, "--state", state, "--checkpoint-interval", "50ms"]
-                expect_rc(run(cmd + ["--max-events", "20000"]), 0)  # committed while there is room
-                filler = fill(small, 4 * 1024 * 1024)
+            want = reference(d, text)
+            with Tmpfs(os.path.join(d, "small"), tmpfs_size) as small:
+                state = os.path.join(small if state_on_small else d, "state.db")
+                out = os.path.join(d if state_on_small else small, "out.jsonl")
+                y = pipeline(d, text, out)
+                cmd = ["run", y, "-q", "--mode", mode, "--state", state, "--checkpoint-interval", interval]
+                expect_rc(run(cmd + ["--max-events", "20000"]), 0)
+                before = checkpoints(state) if mode == "snapshot" else None
+                filler = fill(small, leave)
                 p = run(cmd)
                 if os.environ.get("VERBOSE"):
-                    print(f"  {mode} sink: exit {p.returncode}: {p.stderr.strip()}")
-                expect_rc(p, 1)
-                check(out in p.stderr and "No space left" in p.stderr, f"{mode}: names the file: {p.stderr}")
-                if mode == "snapshot":
-                    check(len(checkpoints(state)) >= 1, f"{mode}: a complete checkpoint survived")
+                    print(f"  {mode} {what}: exit {p.returncode}: {p.stderr.strip()}")
+                on_failure(mode, p, state, out)
                 os.unlink(filler)
+                after_freeing(mode, state, before)
                 p = run(cmd)
                 expect_rc(p, 0)
-                check(open(out, "rb").read() == want, f"{mode}: output after resuming is exact")
+                check(same_output(out, want), f"{mode}: output after resuming is exact")
+
+
+@test
+def disk_full_during_sink_write():
+    def on_failure(mode, p, state, out):
+        expect_rc(p, 1)
+        check(out in p.stderr and "No space left" in p.stderr, f"{mode}: names the file: {p.stderr}")
+        if mode == "snapshot":
+            check(len(checkpoints(state)) >= 1, f"{mode}: a complete checkpoint survived")
+
+    fill_fail_resume(SINK_PIPE, "sink", 24 * 1024 * 1024, 4 * 1024 * 1024, False, "50ms",
+                     on_failure, lambda *a: None,
+                     lambda out, want: open(out, "rb").read() == want)
 
 
 @test
 def disk_full_during_checkpoint():
-    for mode in ("snapshot", "dedup"):
-        with Tmp() as d:
-            want = reference(d, STATE_PIPE)
-            with Tmpfs(os.path.join(d, "small"), 64 * 1024 * 1024) as small:
-                state = os.path.join(small, "state.db")
-                out = os.path.join(d, "out.jsonl")
-                y = pipeline(d, STATE_PIPE, out)
-                cmd = ["run", y, "-q", "--mode", mode, "--state", state, "--checkpoint-interval", "20ms"]
-                # A first, small part commits while there is room, so there is always a
-                # complete checkpoint (or dedup commit) for the full disk to threaten.
-                expect_rc(run(cmd + ["--max-events", "20000"]), 0)
-                before = checkpoints(state) if mode == "snapshot" else None
-                filler = fill(small, 3 * 1024 * 1024)
-                p = run(cmd)
-                if os.environ.get("VERBOSE"):
-                    print(f"  {mode} checkpoint: exit {p.returncode}: {p.stderr.strip()}")
-                check(p.returncode in (1, 3), f"{mode}: fails, got {p.returncode}: {p.stderr}")
-                check(state in p.stderr and ("full" in p.stderr or "No space" in p.stderr),
-                      f"{mode}: names the state file and the cause: {p.stderr}")
-                os.unlink(filler)
-                if mode == "snapshot":
-                    # Checkpoints that completed before the disk filled may have pruned the
-                    # older ones (retain), never the other way round.
-                    after = checkpoints(state)
-                    check(after and max(map(int, after)) >= max(map(int, before)),
-                          f"{mode}: the file opens, its newest checkpoint is listed: {before} -> {after}")
-                p = run(cmd)
-                expect_rc(p, 0)
-                got = sorted(map(repr, read_jsonl(out)))
-                check(got == sorted(map(repr, [__import__("json").loads(x) for x in want.splitlines()])),
-                      f"{mode}: output after resuming is exact")
+    def on_failure(mode, p, state, out):
+        check(p.returncode in (1, 3), f"{mode}: fails, got {p.returncode}: {p.stderr}")
+        check(state in p.stderr and ("full" in p.stderr or "No space" in p.stderr),
+              f"{mode}: names the state file and the cause: {p.stderr}")
 
+    def after_freeing(mode, state, before):
+        if mode == "snapshot":
+            # Checkpoints that completed before the disk filled may have pruned the
+            # older ones (retain), never the other way round.
+            after = checkpoints(state)
+            check(after and max(map(int, after)) >= max(map(int, before)),
+                  f"{mode}: the file opens, its newest checkpoint is listed: {before} -> {after}")
+
+    def same_records(out, want):
+        return sorted(map(repr, read_jsonl(out))) == \
+            sorted(map(repr, [json.loads(x) for x in want.splitlines()]))
+
+    fill_fail_resume(STATE_PIPE, "checkpoint", 64 * 1024 * 1024, 3 * 1024 * 1024, True, "20ms",
+                     on_failure, after_freeing, same_records)
 
 if __name__ == "__main__":
     if len(sys.argv) < 3:
