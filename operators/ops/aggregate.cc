@@ -32,7 +32,7 @@ class AggregateOperator : public KeyedFold<AggregateOperator> {
  public:
   explicit AggregateOperator(const NodeSpec& spec) : KeyedFold(spec, "aggregate"), aggs_(spec) {}
 
-  Status Fold(const Record& rec, std::string_view key, KeyedState& state, bool* changed) {
+  Status Fold(const Record& rec, const HashedKey& key, KeyedState& state, bool* changed) {
     Status st;
     if (!aggs_.Read(rec, "aggregate", ctx_->errors, &st)) return st;
     bool inserted = false;

@@ -20,7 +20,7 @@ class CountOperator : public KeyedFold<CountOperator> {
  public:
   explicit CountOperator(const NodeSpec& spec) : KeyedFold(spec, "count") {}
 
-  Status Fold(const Record& rec, std::string_view key, KeyedState& state, bool* changed) {
+  Status Fold(const Record& rec, const HashedKey& key, KeyedState& state, bool* changed) {
     StateValue& v = state.Upsert(key);
     if (v.empty()) {
       v.push_back(Value::Int(1));

@@ -10,12 +10,13 @@
 #pragma once
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "runtime/core/key.h"
+#include "runtime/core/key_map.h"
 #include "runtime/core/node.h"
 #include "runtime/spec/pipeline_spec.h"
 #include "runtime/state/keyed_state.h"
@@ -61,50 +62,79 @@ class BatchKeys {
     spans_.reserve(in.size());
     for (const Record& rec : in) {
       const size_t start = buf_.size();
-      if (EncodeKey(rec, fields, &buf_)) {
-        spans_.push_back({start, buf_.size() - start});
+      if (fields.size() == 1 && AppendStringKey(rec, fields[0])) {
+        spans_.push_back({start, buf_.size() - start, 0});
+      } else if (EncodeKey(rec, fields, &buf_)) {
+        spans_.push_back({start, buf_.size() - start, 0});
       } else {
         buf_.resize(start);
-        spans_.push_back({start, kMissing});
+        spans_.push_back({start, kMissing, 0});
       }
+    }
+    // Hashed once here (buf_ no longer moves): the prefetches and the update reuse it.
+    for (Span& s : spans_) {
+      if (s.length != kMissing) s.hash = KeyMapHash(std::string_view(buf_.data() + s.offset, s.length));
     }
   }
   size_t size() const { return spans_.size(); }
-  bool has(size_t i) const { return spans_[i].second != kMissing; }
+  bool has(size_t i) const { return spans_[i].length != kMissing; }
   std::string_view key(size_t i) const {
-    return std::string_view(buf_.data() + spans_[i].first, spans_[i].second);
+    return std::string_view(buf_.data() + spans_[i].offset, spans_[i].length);
   }
+  HashedKey hashed(size_t i) const { return HashedKey(key(i), spans_[i].hash); }
   // Call once per record i, before applying it (after PrefetchStart): prefetches the index
   // slot of the key kPrefetchDistance records ahead and the value of the key half as far
   // ahead, whose slot was prefetched by then.
   void Prefetch(const KeyedState& state, size_t i) const {
     const size_t slot = i + kPrefetchDistance;
     const size_t value = i + kPrefetchDistance / 2;
-    if (slot < spans_.size() && has(slot)) state.Prefetch(key(slot));
-    if (value < spans_.size() && has(value)) state.PrefetchValue(key(value));
+    if (slot < spans_.size() && has(slot)) state.Prefetch(hashed(slot));
+    if (value < spans_.size() && has(value)) state.PrefetchValue(hashed(value));
   }
   // Before the first Prefetch(state, 0): the slots of the first keys.
   void PrefetchStart(const KeyedState& state) const {
     for (size_t i = 0; i < kPrefetchDistance && i < spans_.size(); ++i) {
-      if (has(i)) state.Prefetch(key(i));
+      if (has(i)) state.Prefetch(hashed(i));
     }
   }
 
  private:
   static constexpr size_t kMissing = static_cast<size_t>(-1);
-  std::string buf_;                               // the keys, back to back
-  std::vector<std::pair<size_t, size_t>> spans_;  // (offset, length) per record
+  // The common key, one string field without NUL bytes, encoded inline (the same bytes as
+  // EncodeKey: 's', the string, a 0 terminator) without EncodeKey's per-value dispatch
+  // and escaping calls. Returns false, appending nothing, for any other key.
+  bool AppendStringKey(const Record& rec, const std::string& field) {
+    const Value* v = rec.Get(field);
+    if (v == nullptr || !v->is_string()) return false;
+    const std::string& s = v->str();
+    if (s.size() <= 32) {
+      for (char c : s) {
+        if (c == '\0') return false;
+      }
+    } else if (std::memchr(s.data(), '\0', s.size()) != nullptr) {
+      return false;
+    }
+    buf_.push_back('s');
+    buf_.append(s);
+    buf_.push_back('\0');
+    return true;
+  }
+  struct Span {
+    size_t offset;
+    size_t length;  // kMissing: the record lacks a key field
+    size_t hash;    // KeyMapHash of the key
+  };
+  std::string buf_;          // the keys, back to back
+  std::vector<Span> spans_;  // one per record
 };
 
 // The set of keys changed in the current batch.
 class ChangedKeys {
  public:
-  void Note(std::string_view key) {
-    // absl::string_view is not std::string_view in Debian's Abseil: convert for the
-    // heterogeneous lookup. lazy_emplace hashes and probes once and builds the
+  void Note(const HashedKey& key) {
+    // lazy_emplace probes once (with the hash already computed) and builds the
     // std::string only when the key is new.
-    absl::string_view k(key.data(), key.size());
-    set_.lazy_emplace(k, [&](const auto& ctor) { ctor(key); });
+    set_.lazy_emplace(key, [&](const auto& ctor) { ctor(std::string(key.bytes)); });
   }
   bool empty() const { return set_.empty(); }
   // Calls fn(key) for each changed key in byte order, then forgets them.
@@ -133,7 +163,7 @@ class ChangedKeys {
     return p;
   }
 
-  absl::flat_hash_set<std::string> set_;
+  KeySet set_;
   std::vector<std::pair<uint64_t, std::string_view>> order_;
 };
 
@@ -155,7 +185,7 @@ inline bool KeyRecord(std::string_view key, const std::vector<std::string>& fiel
 // prefetch their state ahead, report records without a key through on_error, fold each
 // record into its key's state, then emit as `emit:` says (see the top of this file).
 // Derived (CRTP, so the per-record call is not virtual) provides
-//   Status Fold(const Record& rec, std::string_view key, KeyedState& state, bool* changed);
+//   Status Fold(const Record& rec, const HashedKey& key, KeyedState& state, bool* changed);
 //     folds rec into key's state and sets *changed, or reports a data error itself
 //   void EmitKey(std::string_view key, const StateValue& value, Emitter& out);
 template <typename Derived>
@@ -185,7 +215,7 @@ class KeyedFold : public Operator {
         }
         continue;
       }
-      const std::string_view key = keys_.key(i);
+      const HashedKey key = keys_.hashed(i);
       bool changed = false;
       ONCEFLOW_RETURN_IF_ERROR(self.Fold(in[i], key, state, &changed));
       if (changed && !final_) changed_.Note(key);

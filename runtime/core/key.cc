@@ -221,26 +221,17 @@ uint64_t StableHashOfStringKey(std::string_view s) {
 }
 
 uint64_t StableHash(std::string_view bytes) {
-  // wyhash-style: multiply-mix 8 bytes at a time; fixed seed and constants.
-  constexpr uint64_t kP0 = 0xa0761d6478bd642full, kP1 = 0xe7037ed1a0b428dbull;
-  auto mix = [](uint64_t a, uint64_t b) {
-    __uint128_t r = static_cast<__uint128_t>(a) * b;
-    return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
-  };
+  // wyhash-style: multiply-mix 8 bytes at a time; fixed seed and constants. The tail (0..7
+  // bytes, zero-filled) is assembled by LoadUpTo from overlapping loads: a memcpy of a
+  // variable length through the stack stalled on store forwarding, and this hash runs for
+  // every keyed record.
   uint64_t h = 0x9e3779b97f4a7c15ull ^ bytes.size();
-  const char* p = bytes.data();
-  size_t n = bytes.size();
-  while (n >= 8) {
-    uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = mix(h ^ w ^ kP0, kP1);
-    p += 8;
-    n -= 8;
-  }
-  uint64_t tail = 0;
-  std::memcpy(&tail, p, n);
-  h = mix(h ^ tail ^ kP1, kP0 ^ n);
-  return mix(h, kP0);
+  const size_t full = bytes.size() / 8;
+  for (size_t k = 0; k < full; ++k) h = Mix(h ^ LoadUpTo(bytes, 8 * k, 8) ^ kP0, kP1);
+  const size_t n = bytes.size() % 8;
+  const uint64_t tail = n == 0 ? 0 : LoadUpTo(bytes, 8 * full, n);
+  h = Mix(h ^ tail ^ kP1, kP0 ^ n);
+  return Mix(h, kP0);
 }
 
 }  // namespace onceflow

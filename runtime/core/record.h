@@ -177,6 +177,23 @@ class FieldBlockCache {
   static thread_local State state_;
 };
 
+// Whether the n bytes at x and y are equal. Short runs (4..16 bytes: field names, keys)
+// are compared with two overlapping word loads each instead of a memcmp call.
+template <typename T>
+inline bool EndsEqual(const char* x, const char* y, size_t n) {
+  T x0, y0, x1, y1;
+  std::memcpy(&x0, x, sizeof(T));
+  std::memcpy(&y0, y, sizeof(T));
+  std::memcpy(&x1, x + n - sizeof(T), sizeof(T));
+  std::memcpy(&y1, y + n - sizeof(T), sizeof(T));
+  return x0 == y0 && x1 == y1;
+}
+inline bool BytesEqual(const char* x, const char* y, size_t n) {
+  if (n >= 8 && n <= 16) return EndsEqual<uint64_t>(x, y, n);
+  if (n >= 4 && n < 8) return EndsEqual<uint32_t>(x, y, n);
+  return std::memcmp(x, y, n) == 0;
+}
+
 // std::allocator-compatible front end of FieldBlockCache (stateless: all instances equal).
 template <typename T>
 class FieldAllocator {
@@ -277,31 +294,15 @@ class Record {
   Origin origin;
 
  private:
-  // Field names are short: compare them inline (two overlapping word loads cover 4..16
-  // bytes exactly) instead of calling memcmp; Get runs several times per record on hot
-  // paths and the names usually differ in length or first byte anyway.
+  // Field names are short: compare them inline (see internal::BytesEqual) instead of
+  // calling memcmp; Get runs several times per record on hot paths and the names usually
+  // differ in length or first byte anyway.
   static bool NameEquals(const std::string& a, std::string_view b) {
     const size_t n = b.size();
     if (a.size() != n) return false;
     if (n == 0) return true;
-    const char* x = a.data();
-    const char* y = b.data();
-    if (x[0] != y[0]) return false;
-    if (n >= 8 && n <= 16) {
-      return Load<uint64_t>(x) == Load<uint64_t>(y) &&
-             Load<uint64_t>(x + n - 8) == Load<uint64_t>(y + n - 8);
-    }
-    if (n >= 4 && n < 8) {
-      return Load<uint32_t>(x) == Load<uint32_t>(y) &&
-             Load<uint32_t>(x + n - 4) == Load<uint32_t>(y + n - 4);
-    }
-    return std::memcmp(x, y, n) == 0;
-  }
-  template <typename T>
-  static T Load(const char* p) {
-    T v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
+    if (a[0] != b[0]) return false;
+    return internal::BytesEqual(a.data(), b.data(), n);
   }
   // The first spill from the inline slot goes straight to room for four fields, instead
   // of InlinedVector's doubling (1 -> 2 -> 4), so a typical multi-field record allocates

@@ -29,7 +29,7 @@ void KeyedState::CollectChanges(
   std::sort(tombstones_.begin(), tombstones_.end());
   tombstones_.erase(std::unique(tombstones_.begin(), tombstones_.end()), tombstones_.end());
   for (const auto& k : tombstones_) {
-    if (index_.find(Av(k)) == index_.end()) fn(k, nullptr);
+    if (index_.find(k) == index_.end()) fn(k, nullptr);
   }
   tombstones_.clear();
 }

@@ -16,9 +16,8 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
-#include "absl/strings/string_view.h"
+#include "runtime/core/key_map.h"
 #include "runtime/core/record.h"
 
 namespace onceflow {
@@ -27,35 +26,51 @@ using StateValue = absl::InlinedVector<Value, 2>;
 
 class KeyedState {
  public:
+  // Lookups take a HashedKey (key_map.h): the hot loops hash a key once and reuse the hash
+  // for the prefetches and the update. Plain keys convert (hashed on the spot).
+
   // Returns the value for `key` or nullptr. Does not mark the entry changed.
-  const StateValue* Find(std::string_view key) const {
-    auto it = index_.find(Av(key));
+  const StateValue* Find(const HashedKey& key) const {
+    auto it = index_.find(key);
     return it == index_.end() ? nullptr : &entries_[it->second].value;
   }
+  const StateValue* Find(std::string_view key) const { return Find(HashedKey(key)); }
   // Returns the value for `key`, inserting an empty one when absent (*inserted = true),
   // and marks it changed in the current epoch. The reference is valid until the next
   // insertion or erase.
-  StateValue& Upsert(std::string_view key, bool* inserted = nullptr) {
-    auto [it, ins] = index_.try_emplace(Av(key), 0);
-    if (ins) it->second = NewEntry();
+  StateValue& Upsert(const HashedKey& key, bool* inserted = nullptr) {
+    bool ins = false;
+    auto it = index_.lazy_emplace(key, [&](const auto& ctor) {
+      ins = true;
+      ctor(std::string(key.bytes), NewEntry());
+    });
     Entry& e = entries_[it->second];
     e.epoch = epoch_;
     if (inserted) *inserted = ins;
     return e.value;
   }
+  StateValue& Upsert(std::string_view key, bool* inserted = nullptr) {
+    return Upsert(HashedKey(key), inserted);
+  }
   // Starts loading the index slot `key` hashes to into the cache, so that an Upsert or
   // Find of it a few keys later does not stall on the miss (large states do not fit in
   // cache; operators prefetch a few keys ahead within a batch).
-  void Prefetch(std::string_view key) const { index_.prefetch(Av(key)); }
+  void Prefetch(const HashedKey& key) const { index_.prefetch(key); }
   // Second stage, a few keys after Prefetch(key): looks the key up (its slot is cached by
   // now) and starts loading its value, the other miss of an update.
-  void PrefetchValue(std::string_view key) const {
-    auto it = index_.find(Av(key));
-    if (it != index_.end()) __builtin_prefetch(&entries_[it->second]);
+  void PrefetchValue(const HashedKey& key) const {
+    auto it = index_.find(key);
+    if (it != index_.end()) {
+      // An entry spans two or three cache lines; the epoch and the first values sit in
+      // the first two.
+      const char* e = reinterpret_cast<const char*>(&entries_[it->second]);
+      __builtin_prefetch(e);
+      __builtin_prefetch(e + 64);
+    }
   }
   // Removes `key`; returns whether it existed. Records a tombstone for checkpoints.
   bool Erase(std::string_view key) {
-    auto it = index_.find(Av(key));
+    auto it = index_.find(key);
     if (it == index_.end()) return false;
     FreeEntry(it->second);
     index_.erase(it);
@@ -84,8 +99,7 @@ class KeyedState {
   size_t PendingTombstones() const { return tombstones_.size(); }
   // Puts an entry back without marking it changed (restore from a checkpoint).
   void Restore(std::string_view key, StateValue value) {
-    auto [it, ins] = index_.try_emplace(Av(key), 0);
-    if (ins) it->second = NewEntry();
+    auto it = index_.lazy_emplace(key, [&](const auto& ctor) { ctor(std::string(key), NewEntry()); });
     Entry& e = entries_[it->second];
     e.value = std::move(value);
     e.epoch = 0;
@@ -100,14 +114,9 @@ class KeyedState {
   size_t ApproximateBytes() const;
 
  private:
-  // Debian's Abseil is built with its own absl::string_view (not an alias of
-  // std::string_view), and heterogeneous lookup only accepts that type: convert, so a
-  // lookup never builds a std::string.
-  static absl::string_view Av(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
   struct Entry {
+    uint64_t epoch = 0;  // first: every update writes it, next to the first value
     StateValue value;
-    uint64_t epoch = 0;
   };
   uint32_t NewEntry() {
     if (!free_.empty()) {
@@ -126,7 +135,7 @@ class KeyedState {
   // Why an index plus a separate entry array: the hash probe (the cache-missing part of
   // every update) then walks slots of a key and a 4-byte index — about as compact as a
   // hand-written counter's map — instead of slots that also carry the whole value.
-  absl::flat_hash_map<std::string, uint32_t> index_;
+  KeyMap<uint32_t> index_;
   std::vector<Entry> entries_;
   std::vector<uint32_t> free_;  // entries_ slots of erased keys, reused first
   std::vector<std::string> tombstones_;

@@ -3,6 +3,8 @@
 
 #include <chrono>
 
+#include "operators/ops/keyed.h"
+#include "runtime/core/key.h"
 #include "test_util.h"
 
 namespace onceflow::testing {
@@ -246,6 +248,40 @@ TEST_CASE("split + count throughput (informational)") {
   CHECK(total_words == static_cast<size_t>(kBatches) * kLines * 8);
   MESSAGE("split: " << static_cast<int64_t>(total_words / split_s) << " words/s; count (updates): "
                     << static_cast<int64_t>(total_words / count_s) << " words/s");
+}
+
+TEST_CASE("BatchKeys encodes every key as EncodeKey does and hashes it as KeyMap does") {
+  // The one-string-field fast path must give EncodeKey's bytes: the keys are the identity
+  // of state stored by other code paths (checkpoints, `state get`).
+  RecordBatch batch;
+  const std::string nul("a\0b", 3);
+  const std::string long_nul = std::string(40, 'x') + nul;
+  for (const Value& v : {Value::String("word"), Value::String(""), Value::String(nul),
+                         Value::String(std::string(40, 'y')), Value::String(long_nul),
+                         Value::Int(7), Value::Double(2.5), Value::Null()}) {
+    batch.push_back(Rec({{"k", v}, {"other", Value::Int(1)}}));
+  }
+  batch.push_back(Rec({{"other", Value::Int(1)}}));  // no key field
+  ops::BatchKeys keys;
+  keys.Encode(batch, {"k"});
+  REQUIRE(keys.size() == batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    std::string want;
+    const bool has = EncodeKey(batch[i], {"k"}, &want);
+    CHECK(keys.has(i) == has);
+    if (!has) continue;
+    CHECK(keys.key(i) == want);
+    CHECK(keys.hashed(i).hash == HashedKey(want).hash);
+  }
+  // Two key fields take the general path.
+  ops::BatchKeys two;
+  two.Encode(batch, {"k", "other"});
+  for (size_t i = 0; i < batch.size(); ++i) {
+    std::string want;
+    const bool has = EncodeKey(batch[i], {"k", "other"}, &want);
+    CHECK(two.has(i) == has);
+    if (has) CHECK(two.key(i) == want);
+  }
 }
 
 }  // namespace onceflow::testing
