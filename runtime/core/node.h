@@ -192,6 +192,12 @@ class Sink {
   virtual Status Write(RecordBatch& in) = 0;
   // Flushes buffered output; with `durable`, also makes it durable (fsync / commit).
   virtual Status Flush(bool durable) = 0;
+  // Whether a task flushes this sink whenever its input runs dry (true: output shows up
+  // at once; right when a flush is a cheap write). A sink whose flush is a transaction
+  // says false: it is then flushed at most every 200 ms (kSinkFlushInterval), idle or not
+  // — a consumer faster than its producer runs dry after nearly every batch, and a commit
+  // each time cost more than the rows (and merged none of the updates to a key).
+  virtual bool FlushWhenIdle() const { return true; }
   virtual Status Close() = 0;
   // At a checkpoint barrier: makes everything written so far durable and describes it in
   // *out (a file's synced length; a two-phase sink's held-back rows, which it then

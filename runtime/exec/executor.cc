@@ -452,8 +452,10 @@ Status Executor::Impl::RunSource(Task& t) {
     } else if (!end) {
       // Nothing new (follow, rate limit): flush what the chain's sink holds and back off
       // instead of spinning; a stop request or a failure wakes us early.
-      ONCEFLOW_RETURN_IF_ERROR(MaybeFlushSink(t, true));
+      int64_t wait_ms = -1;
+      ONCEFLOW_RETURN_IF_ERROR(FlushIdleSink(t, &wait_ms));
       idle_ms = std::clamp<int64_t>(idle_ms * 2, kIdleMinMs, kIdleMaxMs);
+      if (wait_ms >= 0) idle_ms = std::min(idle_ms, wait_ms);
       uint64_t epoch = t.notifier.Epoch();
       if (!t.notifier.WaitFor(epoch, idle_ms)) return Status::Cancelled("cancelled");
     }
@@ -533,12 +535,14 @@ Status Executor::Impl::RunConsumer(Task& t) {
     if (c < 0) {
       if (cancelled.load(std::memory_order_acquire)) return Status::Cancelled("cancelled");
       // Nothing queued: a good moment to hand the sink's buffer to the OS.
-      ONCEFLOW_RETURN_IF_ERROR(MaybeFlushSink(t, true));
+      int64_t wait_ms = -1;
+      ONCEFLOW_RETURN_IF_ERROR(FlushIdleSink(t, &wait_ms));
       // Notifier protocol (channel.h): take the epoch, poll once more, then sleep.
       uint64_t epoch = t.notifier.Epoch();
       c = poll();
       if (c < 0) {
-        if (!t.notifier.Wait(epoch)) return Status::Cancelled("cancelled");
+        const bool woke = wait_ms < 0 ? t.notifier.Wait(epoch) : t.notifier.WaitFor(epoch, wait_ms);
+        if (!woke) return Status::Cancelled("cancelled");
         continue;
       }
     }
@@ -717,6 +721,16 @@ Status Executor::Impl::MaybeFlushSink(Task& t, bool force) {
   ONCEFLOW_RETURN_IF_ERROR(t.members.back()->sink->Flush(false));
   t.sink_dirty = false;
   t.last_flush = now;
+  return Status::Ok();
+}
+
+Status Executor::Impl::FlushIdleSink(Task& t, int64_t* wait_ms) {
+  *wait_ms = -1;
+  if (!t.sink_dirty) return Status::Ok();
+  if (t.members.back()->sink->FlushWhenIdle()) return MaybeFlushSink(t, true);
+  const Clock::duration left = t.last_flush + kSinkFlushInterval - Clock::now();
+  if (left <= Clock::duration::zero()) return MaybeFlushSink(t, true);
+  *wait_ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
   return Status::Ok();
 }
 

@@ -231,6 +231,9 @@ struct Executor::Impl {
   Status RouteOut(Task& t, RecordBatch& batch);
   Status PushWatermarks(Task& t, OutRoute& r);
   Status MaybeFlushSink(Task& t, bool force);
+  // The flush of a task whose input ran dry (see Sink::FlushWhenIdle). Sets *wait_ms to
+  // how long the task may sleep before the sink is due (-1: no limit).
+  Status FlushIdleSink(Task& t, int64_t* wait_ms);
   Status InjectBarrier(Task& t, uint64_t id);
   Status Snapshot(Task& t, uint64_t id, int64_t alignment_ns);
   Status ForwardBarrier(Task& t, uint64_t id);

@@ -34,6 +34,9 @@ struct World {
   std::map<std::string, std::vector<Record>> sunk;  // sink id -> records
   std::atomic<int> finish_calls{0};
   std::atomic<int> durable_flushes{0};
+  std::atomic<int> plain_flushes{0};        // Flush(false) calls
+  std::atomic<int> writes{0};               // Write calls
+  std::atomic<bool> flushed_since_write{false};  // a Flush(false) after the last Write
   std::atomic<int> opens{0};
   std::atomic<int> closes{0};
 };
@@ -51,7 +54,9 @@ World& ResetWorld() {
 // (count < 0: forever). Origin is (node, n + 1).
 class GenSource : public Source {
  public:
-  GenSource(int64_t count, int keys) : count_(count), keys_(keys) {}
+  // idle_at_end: after `count` records, read nothing but never end (a quiet stream).
+  GenSource(int64_t count, int keys, bool idle_at_end = false)
+      : count_(count), keys_(keys), idle_at_end_(idle_at_end) {}
   Status Open(NodeContext& ctx) override {
     g_world->opens++;
     node_ = ctx.node_index;
@@ -70,7 +75,7 @@ class GenSource : public Source {
       out.Emit(std::move(r));
       next_ += step_;
     }
-    *end = count_ >= 0 && next_ >= count_;
+    *end = count_ >= 0 && next_ >= count_ && !idle_at_end_;
     return Status::Ok();
   }
   SourcePosition Position() const override { return {"", static_cast<uint64_t>(next_), 0}; }
@@ -83,6 +88,7 @@ class GenSource : public Source {
  private:
   int64_t count_;
   int keys_;
+  bool idle_at_end_;
   int node_ = 0;
   int64_t next_ = 0;
   int step_ = 1;
@@ -199,10 +205,17 @@ class CollectSink : public Sink {
     std::lock_guard<std::mutex> lock(g_world->mu);
     auto& v = g_world->sunk[id_];
     v.insert(v.end(), in.begin(), in.end());
+    g_world->writes++;
+    g_world->flushed_since_write = false;
     return Status::Ok();
   }
   Status Flush(bool durable) override {
-    if (durable) g_world->durable_flushes++;
+    if (durable) {
+      g_world->durable_flushes++;
+    } else {
+      g_world->plain_flushes++;
+      g_world->flushed_since_write = true;
+    }
     return Status::Ok();
   }
   Status Close() override {
@@ -215,12 +228,20 @@ class CollectSink : public Sink {
   std::string id_;
 };
 
-void AddSource(Registry& reg, const std::string& type, int64_t count, int keys = 10) {
+// A sink whose flush is a transaction (as sqlite's): not flushed whenever its task idles.
+class TransactionSink : public CollectSink {
+ public:
+  TransactionSink() : CollectSink(false) {}
+  bool FlushWhenIdle() const override { return false; }
+};
+
+void AddSource(Registry& reg, const std::string& type, int64_t count, int keys = 10,
+               bool idle_at_end = false) {
   NodeTypeDef d;
   d.kind = NodeKind::kSource;
   d.type = type;
-  d.make_source = [count, keys](const NodeSpec&) {
-    return std::make_unique<GenSource>(count, keys);
+  d.make_source = [count, keys, idle_at_end](const NodeSpec&) {
+    return std::make_unique<GenSource>(count, keys, idle_at_end);
   };
   reg.Add(std::move(d));
 }
@@ -238,6 +259,7 @@ Registry MakeRegistry(int64_t gen_count) {
   Registry reg;
   AddSource(reg, "gen", gen_count);
   AddSource(reg, "forever", -1);
+  AddSource(reg, "quiet", 100, 10, /*idle_at_end=*/true);
   AddOperator(reg, "pass", [] { return std::make_unique<PassOp>(); });
   AddOperator(reg, "count", [] { return std::make_unique<CountOp>(); });
   for (bool fail_open : {false, true}) {
@@ -247,6 +269,11 @@ Registry MakeRegistry(int64_t gen_count) {
     d.make_sink = [fail_open](const NodeSpec&) { return std::make_unique<CollectSink>(fail_open); };
     reg.Add(std::move(d));
   }
+  NodeTypeDef tx;
+  tx.kind = NodeKind::kSink;
+  tx.type = "tx";
+  tx.make_sink = [](const NodeSpec&) { return std::make_unique<TransactionSink>(); };
+  reg.Add(std::move(tx));
   return reg;
 }
 
@@ -287,6 +314,55 @@ TEST_CASE("a chained pipeline delivers every record in order and finishes once")
   CHECK(StatsOf(stats, "p").processed == 5000);
   CHECK(StatsOf(stats, "p").emitted == 5000);
   CHECK(StatsOf(stats, "out").emitted == 5000);
+}
+
+TEST_CASE("a sink that does not flush when idle is flushed at most every 200 ms") {
+  // The sink is its own task (round_robin edge), fed 1,000 small batches: its task runs
+  // dry between most of them. A sink flushed whenever idle would be flushed about once
+  // per batch; this one only when 200 ms passed since its last flush.
+  World& w = ResetWorld();
+  Registry reg = MakeRegistry(16000);
+  PipelineSpec s = MakePipeline(
+      {Src("src"), Snk("out", {{"src", PartitionKind::kRoundRobin}}, 1, "tx")});
+  RunStats stats;
+  RunOptions opt;
+  opt.batch_size = 16;
+  opt.channel_capacity = 2;
+  const auto t0 = std::chrono::steady_clock::now();
+  Status st = RunPipeline(s, reg, &stats, opt);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  CHECK(w.sunk["out"].size() == 16000);
+  CHECK(w.writes >= 100);
+  CHECK(w.plain_flushes <= static_cast<int>(ms / 200) + 1);
+  CHECK(w.durable_flushes == 1);
+}
+
+TEST_CASE("a quiet stream still reaches a sink that does not flush when idle") {
+  // 100 records, then the source reads nothing and never ends: the consumer sleeps, and
+  // must wake to flush once 200 ms have passed instead of holding the rows until more
+  // input comes. The run stops after 1.5 s (duration), long before its end flush.
+  World& w = ResetWorld();
+  Registry reg = MakeRegistry(0);
+  PipelineSpec s = MakePipeline(
+      {Src("src", "quiet"), Snk("out", {{"src", PartitionKind::kRoundRobin}}, 1, "tx")});
+  RunStats stats;
+  RunOptions opt;
+  opt.duration_ms = 1500;
+  std::atomic<bool> flushed_while_running{false};
+  std::thread watch([&] {
+    for (int i = 0; i < 140 && !flushed_while_running; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (w.writes > 0 && w.flushed_since_write) flushed_while_running = true;
+    }
+  });
+  Status st = RunPipeline(s, reg, &stats, opt);
+  watch.join();
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  CHECK(stats.exit_reason == "duration");
+  CHECK(w.sunk["out"].size() == 100);
+  CHECK(flushed_while_running);
 }
 
 TEST_CASE("fan-out copies to every consumer; fan-in merges every input") {
