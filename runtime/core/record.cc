@@ -1,8 +1,11 @@
 // Value and Record encoding (JSON out) and JsonParser (JSON in, simdjson on-demand).
 #include "runtime/core/record.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "fmt/format.h"
 #include "simdjson.h"
@@ -182,14 +185,86 @@ void FieldBlockCache::Register() {
   state_.registered = true;
 }
 
+// The process-wide depot of full lists (see record.h). Bounded: beyond kMaxBytes the
+// lists are freed instead, so a thread that only frees cannot grow it without limit.
+struct FieldBlockCache::Depot {
+  static constexpr size_t kMaxBytes = size_t{64} << 20;
+  std::mutex mu;
+  std::vector<FreeBlock*> lists[kClasses];  // each holds kChain blocks
+  std::atomic<size_t> available[kClasses] = {};  // lists[c].size(), read without mu
+  size_t bytes = 0;
+};
+
+FieldBlockCache::Depot& FieldBlockCache::depot() {
+  // Never destroyed: a thread may still hand blocks over while statics are torn down.
+  static Depot* d = new Depot();
+  return *d;
+}
+
+void FieldBlockCache::FreeList(FreeBlock* head) {
+  while (head != nullptr) {
+    FreeBlock* next = head->next;
+    ::operator delete(head);
+    head = next;
+  }
+}
+
+bool FieldBlockCache::Refill(size_t c, size_t bytes) {
+  State& st = state_;
+  if (st.reaped) return false;
+  if (!st.registered) Register();
+  List& sp = st.spares[c];
+  if (sp.count > 0) {
+    st.lists[c] = sp;
+    sp = {nullptr, 0};
+    return true;
+  }
+  Depot& d = depot();
+  if (d.available[c].load(std::memory_order_relaxed) == 0) return false;
+  FreeBlock* head = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(d.mu);
+    if (d.lists[c].empty()) return false;
+    head = d.lists[c].back();
+    d.lists[c].pop_back();
+    d.available[c].store(d.lists[c].size(), std::memory_order_relaxed);
+    d.bytes -= kChain * bytes;
+  }
+  st.lists[c] = {head, kChain};
+  st.bytes += kChain * bytes;
+  return true;
+}
+
+void FieldBlockCache::Spill(size_t c, size_t bytes) {
+  State& st = state_;
+  List& l = st.lists[c];
+  List& sp = st.spares[c];
+  if (sp.count > 0) {
+    Depot& d = depot();
+    bool kept = false;
+    {
+      std::lock_guard<std::mutex> lock(d.mu);
+      if (d.bytes + kChain * bytes <= Depot::kMaxBytes) {
+        d.lists[c].push_back(sp.head);
+        d.available[c].store(d.lists[c].size(), std::memory_order_relaxed);
+        d.bytes += kChain * bytes;
+        kept = true;
+      }
+    }
+    if (!kept) FreeList(sp.head);
+    st.bytes -= kChain * bytes;
+  }
+  sp = l;
+  l = {nullptr, 0};
+}
+
 void FieldBlockCache::Release() {
   State& st = state_;
-  for (FreeBlock*& head : st.heads) {
-    while (head != nullptr) {
-      FreeBlock* next = head->next;
-      ::operator delete(head);
-      head = next;
-    }
+  for (size_t c = 0; c < kClasses; ++c) {
+    FreeList(st.lists[c].head);
+    FreeList(st.spares[c].head);
+    st.lists[c] = {nullptr, 0};
+    st.spares[c] = {nullptr, 0};
   }
   st.bytes = 0;
 }

@@ -100,7 +100,15 @@ class Value {
 // chain frees them all together; glibc's per-thread cache keeps only 7 blocks per size,
 // so the rest went through malloc's locked, coalescing slow path (_int_malloc/_int_free
 // were ~13% of the orders pipeline). Blocks are recycled LIFO per size class, capped
-// per thread; a block may be freed on another thread than the one that allocated it.
+// per thread.
+//
+// Across threads: when a producer task allocates the blocks and a consumer task frees
+// them, the consumer's cache only fills and the producer's only empties. So a thread
+// hands full lists (kChain blocks of one class) to a process-wide depot and a thread
+// whose list ran dry takes one back: one mutex acquisition per kChain blocks instead of
+// glibc's cross-arena free (5% of the split orders pipeline's samples) and a malloc per
+// record. Each thread keeps one spare full list so that a thread both allocating and
+// freeing around a list boundary does not ping-pong with the depot.
 namespace internal {
 
 // Under AddressSanitizer the cache is bypassed: recycled blocks would hide use-after-free.
@@ -121,14 +129,15 @@ class FieldBlockCache {
   static void* Allocate(size_t bytes) {
     if (!kFieldCacheEnabled) return ::operator new(bytes);
     const size_t c = ClassOf(bytes);
+    if (c >= kClasses) return ::operator new(bytes);
     State& st = state_;
-    if (c < kClasses && st.heads[c] != nullptr) {
-      FreeBlock* b = st.heads[c];
-      st.heads[c] = b->next;
-      st.bytes -= bytes;
-      return b;
-    }
-    return ::operator new(bytes);
+    List& l = st.lists[c];
+    if (l.head == nullptr && !Refill(c, bytes)) return ::operator new(bytes);
+    FreeBlock* b = l.head;
+    l.head = b->next;
+    --l.count;
+    st.bytes -= bytes;
+    return b;
   }
   static void Deallocate(void* p, size_t bytes) {
     if (!kFieldCacheEnabled) {
@@ -137,15 +146,22 @@ class FieldBlockCache {
     }
     const size_t c = ClassOf(bytes);
     State& st = state_;
-    if (c < kClasses && st.bytes + bytes <= kMaxBytes && !st.reaped) {
-      if (!st.registered) Register();
-      FreeBlock* b = static_cast<FreeBlock*>(p);
-      b->next = st.heads[c];
-      st.heads[c] = b;
-      st.bytes += bytes;
+    if (c >= kClasses || st.reaped) {
+      ::operator delete(p);
       return;
     }
-    ::operator delete(p);
+    if (!st.registered) Register();
+    List& l = st.lists[c];
+    if (l.count == kChain) Spill(c, bytes);  // makes room in l
+    if (st.bytes + bytes > kMaxBytes) {
+      ::operator delete(p);
+      return;
+    }
+    FreeBlock* b = static_cast<FreeBlock*>(p);
+    b->next = l.head;
+    l.head = b;
+    ++l.count;
+    st.bytes += bytes;
   }
   // Returns this thread's cached blocks to the heap.
   static void Release();
@@ -162,18 +178,32 @@ class FieldBlockCache {
   static constexpr size_t kGranule = 16;
   static constexpr size_t kClasses = 1024 / kGranule + 1;
   static constexpr size_t kMaxBytes = size_t{1} << 20;  // per thread
+  static constexpr uint32_t kChain = 64;                // blocks per list handed over
   static size_t ClassOf(size_t bytes) {
     return bytes % kGranule == 0 ? bytes / kGranule : kClasses;
   }
+  struct List {
+    FreeBlock* head;
+    uint32_t count;
+  };
   // Trivially destructible, so the hot-path access needs no TLS init guard; the cache is
   // drained at thread exit by a separate guard object that Register() creates.
   struct State {
-    FreeBlock* heads[kClasses];
-    size_t bytes;
+    List lists[kClasses];   // the blocks in use for this class
+    List spares[kClasses];  // a full list kept back (count == kChain) or empty
+    size_t bytes;           // in lists and spares
     bool registered;
     bool reaped;  // the thread is exiting: free directly from now on
   };
+  // Slow paths (record.cc). Refill: lists[c] is empty; takes the spare or a list from the
+  // depot; false when neither has one. Spill: lists[c] is full; it becomes the spare,
+  // the previous spare going to the depot.
+  static bool Refill(size_t c, size_t bytes);
+  static void Spill(size_t c, size_t bytes);
+  static void FreeList(FreeBlock* head);
   static void Register();
+  struct Depot;  // record.cc
+  static Depot& depot();
   static thread_local State state_;
 };
 

@@ -1,9 +1,10 @@
 // Records: JSON encoding (escaping, invalid UTF-8, numbers) and JsonParser decoding.
-#include "doctest/doctest.h"
-#include "runtime/core/record.h"
-
+#include <set>
 #include <thread>
 #include <vector>
+
+#include "doctest/doctest.h"
+#include "runtime/core/record.h"
 
 namespace onceflow {
 namespace {
@@ -151,6 +152,33 @@ TEST_CASE("records with spilled fields recycle their storage correctly") {
   internal::FieldBlockCache::Release();
   Record r = ManyFields(6, 7);
   CheckManyFields(r, 6, 7);
+}
+
+TEST_CASE("blocks freed on one thread are handed over and reused by another") {
+  if (!internal::kFieldCacheEnabled) return;  // sanitizer builds bypass the cache
+  // A consumer frees many blocks of one size, as a sink task frees a producer's records;
+  // a fresh thread then allocates that size and must get those blocks back through the
+  // depot instead of from malloc (all but the consumer's last two lists, freed at its
+  // exit).
+  constexpr size_t kBytes = 6 * sizeof(Record::Field);
+  constexpr int kBlocks = 64 * 12;
+  std::vector<void*> blocks;
+  for (int i = 0; i < kBlocks; ++i) blocks.push_back(::operator new(kBytes));
+  std::set<void*> freed(blocks.begin(), blocks.end());
+  std::thread consumer([&] {
+    for (void* b : blocks) internal::FieldBlockCache::Deallocate(b, kBytes);
+  });
+  consumer.join();
+  std::vector<void*> got;
+  std::thread producer([&] {
+    for (int i = 0; i < kBlocks; ++i) got.push_back(internal::FieldBlockCache::Allocate(kBytes));
+    for (void* b : got) internal::FieldBlockCache::Deallocate(b, kBytes);
+    internal::FieldBlockCache::Release();
+  });
+  producer.join();
+  int reused = 0;
+  for (void* b : got) reused += freed.count(b) ? 1 : 0;
+  CHECK(reused >= 64 * 10);
 }
 
 TEST_CASE("records allocated on one thread can be freed and reused on another") {
