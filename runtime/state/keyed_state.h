@@ -19,6 +19,7 @@
 #include "absl/container/inlined_vector.h"
 #include "runtime/core/key_map.h"
 #include "runtime/core/record.h"
+#include "runtime/state/key_index.h"
 
 namespace onceflow {
 
@@ -31,8 +32,8 @@ class KeyedState {
 
   // Returns the value for `key` or nullptr. Does not mark the entry changed.
   const StateValue* Find(const HashedKey& key) const {
-    auto it = index_.find(key);
-    return it == index_.end() ? nullptr : &entries_[it->second].value;
+    const uint32_t e = index_.Find(key.hash, IsKey(key.bytes));
+    return e == KeyIndex::kNone ? nullptr : &entries_[e].value;
   }
   const StateValue* Find(std::string_view key) const { return Find(HashedKey(key)); }
   // Returns the value for `key`, inserting an empty one when absent (*inserted = true),
@@ -40,11 +41,9 @@ class KeyedState {
   // insertion or erase.
   StateValue& Upsert(const HashedKey& key, bool* inserted = nullptr) {
     bool ins = false;
-    auto it = index_.lazy_emplace(key, [&](const auto& ctor) {
-      ins = true;
-      ctor(std::string(key.bytes), NewEntry());
-    });
-    Entry& e = entries_[it->second];
+    const uint32_t i = index_.FindOrInsert(key.hash, IsKey(key.bytes),
+                                           [&] { return NewEntry(key.bytes); }, &ins);
+    Entry& e = entries_[i];
     e.epoch = epoch_;
     if (inserted) *inserted = ins;
     return e.value;
@@ -55,35 +54,38 @@ class KeyedState {
   // Starts loading the index slot `key` hashes to into the cache, so that an Upsert or
   // Find of it a few keys later does not stall on the miss (large states do not fit in
   // cache; operators prefetch a few keys ahead within a batch).
-  void Prefetch(const HashedKey& key) const { index_.prefetch(key); }
-  // Second stage, a few keys after Prefetch(key): looks the key up (its slot is cached by
-  // now) and starts loading its value, the other miss of an update.
+  void Prefetch(const HashedKey& key) const { index_.Prefetch(key.hash); }
+  // Second stage, a few keys after Prefetch(key): reads the slot (cached by now) and
+  // starts loading the entry — key, epoch and the first values, the other miss of an
+  // update — without comparing the key yet (that would wait for the entry).
   void PrefetchValue(const HashedKey& key) const {
-    auto it = index_.find(key);
-    if (it != index_.end()) {
-      // An entry spans two or three cache lines; the epoch and the first values sit in
-      // the first two.
-      const char* e = reinterpret_cast<const char*>(&entries_[it->second]);
-      __builtin_prefetch(e);
-      __builtin_prefetch(e + 64);
-    }
+    index_.ForTagMatches(key.hash, [&](uint32_t i) {
+      const char* e = reinterpret_cast<const char*>(&entries_[i]);
+      PrefetchLine(e);
+      PrefetchLine(e + 64);
+      PrefetchLine(e + 128);
+    });
   }
   // Removes `key`; returns whether it existed. Records a tombstone for checkpoints.
   bool Erase(std::string_view key) {
-    auto it = index_.find(key);
-    if (it == index_.end()) return false;
-    FreeEntry(it->second);
-    index_.erase(it);
+    const HashedKey hk(key);
+    const uint32_t i = index_.Find(hk.hash, IsKey(key));
+    if (i == KeyIndex::kNone) return false;
+    index_.Erase(hk.hash, i);
     tombstones_.emplace_back(key);
+    FreeEntry(i);
     return true;
   }
   size_t size() const { return index_.size(); }
-  bool empty() const { return index_.empty(); }
+  bool empty() const { return index_.size() == 0; }
 
-  // Visits every entry (unspecified order).
+  // Visits every entry (in no promised order: first insertion, with erased entries'
+  // places reused).
   template <typename F>
   void ForEach(F&& fn) const {
-    for (const auto& [k, i] : index_) fn(std::string_view(k), entries_[i].value);
+    for (const Entry& e : entries_) {
+      if (e.epoch != kFree) fn(std::string_view(e.key), e.value);
+    }
   }
 
   // ---- host side ----
@@ -91,7 +93,7 @@ class KeyedState {
   void SetEpoch(uint64_t e) { epoch_ = e; }
   // Visits entries changed at or after `since` (value non-null), then keys erased since
   // the last call and not re-inserted (value null), each once; then forgets the
-  // tombstones. Tombstones are visited in key order; live entries in map order.
+  // tombstones. Tombstones are visited in key order; live entries in ForEach's order.
   void CollectChanges(uint64_t since,
                       const std::function<void(std::string_view, const StateValue*)>& fn);
   // Keys erased since the last CollectChanges (may hold duplicates and keys re-inserted
@@ -99,13 +101,15 @@ class KeyedState {
   size_t PendingTombstones() const { return tombstones_.size(); }
   // Puts an entry back without marking it changed (restore from a checkpoint).
   void Restore(std::string_view key, StateValue value) {
-    auto it = index_.lazy_emplace(key, [&](const auto& ctor) { ctor(std::string(key), NewEntry()); });
-    Entry& e = entries_[it->second];
+    bool ins = false;
+    const uint32_t i =
+        index_.FindOrInsert(KeyMapHash(key), IsKey(key), [&] { return NewEntry(key); }, &ins);
+    Entry& e = entries_[i];
     e.value = std::move(value);
     e.epoch = 0;
   }
   void Clear() {
-    index_.clear();
+    index_.Clear();
     entries_.clear();
     free_.clear();
     tombstones_.clear();
@@ -114,28 +118,41 @@ class KeyedState {
   size_t ApproximateBytes() const;
 
  private:
+  static constexpr uint64_t kFree = UINT64_MAX;  // the epoch of an erased entry
   struct Entry {
-    uint64_t epoch = 0;  // first: every update writes it, next to the first value
+    std::string key;
+    uint64_t epoch = 0;  // every update writes it, next to the key and the first value
     StateValue value;
   };
-  uint32_t NewEntry() {
+  // Whether entry i holds `key` (for KeyIndex).
+  struct KeyTest {
+    const std::vector<Entry>* entries;
+    std::string_view key;
+    bool operator()(uint32_t i) const { return internal::KeyBytesEqual((*entries)[i].key, key); }
+  };
+  KeyTest IsKey(std::string_view key) const { return {&entries_, key}; }
+  uint32_t NewEntry(std::string_view key) {
+    uint32_t i;
     if (!free_.empty()) {
-      uint32_t i = free_.back();
+      i = free_.back();
       free_.pop_back();
-      return i;
+    } else {
+      entries_.emplace_back();
+      i = static_cast<uint32_t>(entries_.size() - 1);
     }
-    entries_.emplace_back();
-    return static_cast<uint32_t>(entries_.size() - 1);
+    entries_[i].key.assign(key.data(), key.size());
+    entries_[i].epoch = 0;
+    return i;
   }
   void FreeEntry(uint32_t i) {
     entries_[i] = Entry();
+    entries_[i].epoch = kFree;
     free_.push_back(i);
   }
 
-  // Why an index plus a separate entry array: the hash probe (the cache-missing part of
-  // every update) then walks slots of a key and a 4-byte index — about as compact as a
-  // hand-written counter's map — instead of slots that also carry the whole value.
-  KeyMap<uint32_t> index_;
+  // The index maps hashes to entry numbers (key_index.h says why not a hash map of
+  // strings); the entries hold the keys and values.
+  KeyIndex index_;
   std::vector<Entry> entries_;
   std::vector<uint32_t> free_;  // entries_ slots of erased keys, reused first
   std::vector<std::string> tombstones_;

@@ -5,6 +5,10 @@
 
 #include <map>
 #include <optional>
+#include <random>
+#include <set>
+
+#include "runtime/state/key_index.h"
 
 namespace onceflow {
 namespace {
@@ -87,6 +91,77 @@ TEST_CASE("restored entries are not changes; ApproximateBytes grows with content
   CHECK(s.ApproximateBytes() > empty_bytes + 1000 * 80);
   s.Clear();
   CHECK(s.empty());
+}
+
+TEST_CASE("KeyIndex agrees with a std::map under heavy collisions, growth and erases") {
+  // Hashes with few distinct values force long probe runs that wrap around the end of
+  // the slot array, tag matches that the key test must reject, and backward shifts
+  // across the wrap on erase.
+  for (uint64_t distinct : {1u, 7u, 1000u}) {
+    KeyIndex index;
+    std::vector<int> keys;             // entry -> key (-1: free)
+    std::map<int, uint32_t> expected;  // key -> entry
+    auto hash_of = [&](int k) { return static_cast<size_t>(k % distinct) * 0x9e3779b9u + 15; };
+    std::mt19937 rng(static_cast<uint32_t>(distinct));
+    for (int op = 0; op < 6000; ++op) {
+      const int k = static_cast<int>(rng() % 400);
+      auto is_key = [&](uint32_t e) { return keys[e] == k; };
+      const bool erase = rng() % 3 == 0;
+      auto it = expected.find(k);
+      if (erase) {
+        if (it == expected.end()) continue;
+        index.Erase(hash_of(k), it->second);
+        keys[it->second] = -1;
+        expected.erase(it);
+      } else {
+        bool inserted = false;
+        const uint32_t e = index.FindOrInsert(
+            hash_of(k), is_key,
+            [&] {
+              keys.push_back(k);
+              return static_cast<uint32_t>(keys.size() - 1);
+            },
+            &inserted);
+        CHECK(inserted == (it == expected.end()));
+        if (it != expected.end()) CHECK(e == it->second);
+        expected[k] = e;
+      }
+      if (op % 500 == 0 || op == 5999) {
+        REQUIRE(index.size() == expected.size());
+        for (int q = 0; q < 400; ++q) {
+          const uint32_t e = index.Find(hash_of(q), [&](uint32_t x) { return keys[x] == q; });
+          auto want = expected.find(q);
+          CHECK(e == (want == expected.end() ? KeyIndex::kNone : want->second));
+          if (want == expected.end()) continue;
+          // ForTagMatches offers the key's entry (among the other entries sharing its tag).
+          std::set<uint32_t> offered;
+          index.ForTagMatches(hash_of(q), [&](uint32_t x) { offered.insert(x); });
+          CHECK(offered.count(want->second) == 1);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("KeyedState erases and reuses entries, keeping every other key") {
+  KeyedState s;
+  for (int i = 0; i < 5000; ++i) s.Upsert("k" + std::to_string(i)).push_back(Value::Int(i));
+  for (int i = 0; i < 5000; i += 2) CHECK(s.Erase("k" + std::to_string(i)));
+  CHECK(s.size() == 2500);
+  for (int i = 0; i < 5000; ++i) {
+    const StateValue* v = s.Find("k" + std::to_string(i));
+    if (i % 2 == 0) {
+      CHECK(v == nullptr);
+    } else {
+      REQUIRE(v != nullptr);
+      CHECK((*v)[0].as_int() == i);
+    }
+  }
+  // Re-inserted keys start empty and take the freed entries.
+  for (int i = 0; i < 5000; i += 2) CHECK(s.Upsert("k" + std::to_string(i)).empty());
+  size_t visited = 0;
+  s.ForEach([&](std::string_view, const StateValue&) { ++visited; });
+  CHECK(visited == 5000);
 }
 
 }  // namespace
