@@ -19,6 +19,7 @@
 #include "runtime/core/key_map.h"
 #include "runtime/core/node.h"
 #include "runtime/spec/pipeline_spec.h"
+#include "runtime/state/key_index.h"
 #include "runtime/state/keyed_state.h"
 
 namespace onceflow::ops {
@@ -54,7 +55,7 @@ inline bool ExtractKey(const Record& rec, const std::vector<std::string>& fields
 // (has(i) is false); the operator reports them in place, so errors keep their order.
 class BatchKeys {
  public:
-  static constexpr size_t kPrefetchDistance = 8;
+  static constexpr size_t kPrefetchDistance = 16;
 
   void Encode(const RecordBatch& in, const std::vector<std::string>& fields) {
     buf_.clear();
@@ -131,40 +132,18 @@ class BatchKeys {
 // The set of keys changed in the current batch.
 class ChangedKeys {
  public:
-  void Note(const HashedKey& key) {
-    // lazy_emplace probes once (with the hash already computed) and builds the
-    // std::string only when the key is new.
-    set_.lazy_emplace(key, [&](const auto& ctor) { ctor(std::string(key.bytes)); });
-  }
+  void Note(const HashedKey& key) { set_.FindOrInsert(key); }
   bool empty() const { return set_.empty(); }
   // Calls fn(key) for each changed key in byte order, then forgets them.
   template <typename F>
   void Drain(F&& fn) {
-    // Sorted by (first 8 bytes as a big-endian integer, then the bytes): the same order as
-    // comparing the bytes, but most comparisons are one integer compare instead of a
-    // memcmp call (with `emit: updates` this sort runs for nearly every input record).
-    order_.clear();
-    order_.reserve(set_.size());
-    for (const auto& k : set_) order_.emplace_back(Prefix(k), k);
-    std::sort(order_.begin(), order_.end(), [](const auto& a, const auto& b) {
-      return a.first != b.first ? a.first < b.first : a.second < b.second;
-    });
-    for (const auto& [prefix, k] : order_) fn(k);
-    set_.clear();
+    set_.ForEachSorted([&](const IndexedMap<Unit>::Entry& e) { fn(e.hashed()); });
+    set_.Clear();
   }
 
  private:
-  // The first 8 bytes of `k`, zero-padded, as a big-endian integer: if two keys' prefixes
-  // differ, they compare as the keys do bytewise (a zero pad byte sorts like a shorter key).
-  static uint64_t Prefix(std::string_view k) {
-    uint64_t p = 0;
-    const size_t n = k.size() < 8 ? k.size() : 8;
-    for (size_t i = 0; i < n; ++i) p |= uint64_t{static_cast<unsigned char>(k[i])} << (56 - 8 * i);
-    return p;
-  }
-
-  KeySet set_;
-  std::vector<std::pair<uint64_t, std::string_view>> order_;
+  struct Unit {};
+  IndexedMap<Unit> set_;
 };
 
 // Every key of `state` in byte order (for emit: final).
@@ -221,8 +200,8 @@ class KeyedFold : public Operator {
       if (changed && !final_) changed_.Note(key);
     }
     if (!final_) {
-      changed_.Drain([&](std::string_view key) {
-        if (const StateValue* v = state.Find(key)) self.EmitKey(key, *v, out);
+      changed_.Drain([&](const HashedKey& key) {
+        if (const StateValue* v = state.Find(key)) self.EmitKey(key.bytes, *v, out);
       });
     }
     return Status::Ok();

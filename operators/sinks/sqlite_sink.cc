@@ -48,6 +48,7 @@
 #include "operators/sinks/fs_util.h"
 #include "runtime/core/key.h"
 #include "runtime/core/key_map.h"
+#include "runtime/state/key_index.h"
 
 namespace onceflow::ops {
 
@@ -140,7 +141,7 @@ class SqliteSink : public Sink {
       ONCEFLOW_RETURN_IF_ERROR(Exec("DELETE FROM " + Quote(table_)));
     }
     pending_.clear();
-    pending_keyed_.clear();
+    pending_keyed_.Clear();
     return Status::Ok();
   }
 
@@ -153,16 +154,13 @@ class SqliteSink : public Sink {
     constexpr size_t kAhead = BatchKeys::kPrefetchDistance;
     auto has_key = [&](size_t i) { return !key_.empty() && i < keys_.size() && keys_.has(i); };
     for (size_t i = 0; i < kAhead; ++i) {
-      if (has_key(i)) pending_keyed_.prefetch(keys_.hashed(i));
+      if (has_key(i)) pending_keyed_.Prefetch(keys_.hashed(i));
     }
     for (size_t i = 0; i < in.size(); ++i) {
-      // Two stages, as in BatchKeys::Prefetch: the slot far ahead; nearer, the fields of
-      // the record it holds, which the assignment below destroys.
-      if (has_key(i + kAhead)) pending_keyed_.prefetch(keys_.hashed(i + kAhead));
-      if (has_key(i + kAhead / 2)) {
-        auto it = pending_keyed_.find(keys_.hashed(i + kAhead / 2));
-        if (it != pending_keyed_.end()) __builtin_prefetch(it->second.fields().data());
-      }
+      // Two stages, as in BatchKeys::Prefetch: the slot far ahead; nearer, the entry
+      // holding the record that the assignment below replaces.
+      if (has_key(i + kAhead)) pending_keyed_.Prefetch(keys_.hashed(i + kAhead));
+      if (has_key(i + kAhead / 2)) pending_keyed_.PrefetchEntry(keys_.hashed(i + kAhead / 2));
       Record& rec = in[i];
       std::string bad;
       for (const auto& f : rec) {
@@ -180,10 +178,7 @@ class SqliteSink : public Sink {
           }
           continue;
         }
-        const HashedKey k = keys_.hashed(i);
-        auto it = pending_keyed_.lazy_emplace(
-            k, [&](const auto& ctor) { ctor(std::string(k.bytes), Record()); });
-        it->second = std::move(rec);
+        pending_keyed_.FindOrInsert(keys_.hashed(i)) = std::move(rec);
         continue;
       }
       if (!bad.empty()) {
@@ -206,7 +201,7 @@ class SqliteSink : public Sink {
     ONCEFLOW_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     ONCEFLOW_RETURN_IF_ERROR(CommitOrRollback(WritePending()));
     pending_.clear();
-    pending_keyed_.clear();
+    pending_keyed_.Clear();
     return Status::Ok();
   }
 
@@ -219,7 +214,7 @@ class SqliteSink : public Sink {
       return Status::Ok();
     });
     pending_.clear();
-    pending_keyed_.clear();
+    pending_keyed_.Clear();
     return Status::Ok();
   }
 
@@ -276,12 +271,8 @@ class SqliteSink : public Sink {
   template <typename F>
   Status ForEachPending(F&& fn) {
     if (!key_.empty()) {
-      std::vector<const std::pair<const std::string, Record>*> order;
-      order.reserve(pending_keyed_.size());
-      for (const auto& e : pending_keyed_) order.push_back(&e);
-      std::sort(order.begin(), order.end(),
-                [](const auto* a, const auto* b) { return a->first < b->first; });
-      for (const auto* e : order) ONCEFLOW_RETURN_IF_ERROR(fn(e->second));
+      return pending_keyed_.ForEachSorted(
+          [&](const IndexedMap<Record>::Entry& e) -> Status { return fn(e.value); });
     } else {
       for (const Record& rec : pending_) ONCEFLOW_RETURN_IF_ERROR(fn(rec));
     }
@@ -503,7 +494,7 @@ class SqliteSink : public Sink {
   bool table_exists_ = false;
   std::vector<std::string> columns_;                        // table columns, in table order
   std::vector<Record> pending_;                             // without key: rows in arrival order
-  KeyMap<Record> pending_keyed_;  // with key: last record per key
+  IndexedMap<Record> pending_keyed_;  // with key: last record per key
   BatchKeys keys_;  // keys of the batch being written (with key)
   std::string key_buf_;
 };

@@ -19,10 +19,16 @@
 // Threading: none (owned by one KeyedState, one thread).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "runtime/core/key_map.h"
 #include "runtime/core/prefetch.h"
 
 namespace onceflow {
@@ -36,6 +42,12 @@ class KeyIndex {
   void Clear() {
     slots_.clear();
     mask_ = 0;
+    size_ = 0;
+  }
+  // Empties the index but keeps its slots (for maps refilled at every batch or flush).
+  void Reset() {
+    if (size_ == 0) return;
+    std::fill(slots_.begin(), slots_.end(), Slot{0, 0});
     size_ = 0;
   }
 
@@ -131,6 +143,91 @@ class KeyIndex {
   std::vector<Slot> slots_;
   size_t mask_ = 0;
   size_t size_ = 0;
+};
+
+// IndexedMap: encoded key -> V on a KeyIndex, insert-only and emptied as a whole, for
+// the maps the hot paths refill at every batch or flush: the keys a batch changed, the
+// rows a sink holds until its next transaction. Lookups take the batch's precomputed
+// hashes and prefetch exactly, as KeyedState does; entries keep their insertion order
+// and are visited in key byte order on request.
+template <typename V>
+class IndexedMap {
+ public:
+  struct Entry {
+    std::string key;
+    size_t hash;
+    V value;
+    HashedKey hashed() const { return HashedKey(key, hash); }
+  };
+
+  size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  void Prefetch(const HashedKey& k) const { index_.Prefetch(k.hash); }
+  // After Prefetch(k), a few keys later: starts loading k's entry.
+  void PrefetchEntry(const HashedKey& k) const {
+    index_.ForTagMatches(k.hash, [&](uint32_t e) {
+      const char* p = reinterpret_cast<const char*>(&entries_[e]);
+      PrefetchLine(p);
+      PrefetchLine(p + 64);
+    });
+  }
+  // The value of `k`, value-initialised when the key is new (*inserted = true).
+  V& FindOrInsert(const HashedKey& k, bool* inserted = nullptr) {
+    bool ins = false;
+    const uint32_t e = index_.FindOrInsert(
+        k.hash,
+        [&](uint32_t i) { return internal::KeyBytesEqual(entries_[i].key, k.bytes); },
+        [&] {
+          entries_.push_back(Entry{std::string(k.bytes), k.hash, V()});
+          return static_cast<uint32_t>(entries_.size() - 1);
+        },
+        &ins);
+    if (inserted != nullptr) *inserted = ins;
+    return entries_[e].value;
+  }
+  void Clear() {
+    entries_.clear();
+    index_.Reset();
+  }
+  // Calls fn(entry) for every entry in key byte order; stops at (and returns) the first
+  // non-ok Status when fn returns one.
+  template <typename F>
+  auto ForEachSorted(F&& fn) {
+    // Sorted by (first 8 bytes as a big-endian integer, then the bytes): the same order as
+    // comparing the bytes, but most comparisons are one integer compare instead of a
+    // memcmp call (with `emit: updates` this sort runs for every input batch).
+    order_.clear();
+    order_.reserve(entries_.size());
+    for (uint32_t i = 0; i < entries_.size(); ++i) order_.emplace_back(Prefix(entries_[i].key), i);
+    std::sort(order_.begin(), order_.end(), [&](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first < b.first
+                                : entries_[a.second].key < entries_[b.second].key;
+    });
+    using R = decltype(fn(entries_[0]));
+    for (const auto& [prefix, i] : order_) {
+      if constexpr (std::is_void_v<R>) {
+        fn(entries_[i]);
+      } else {
+        R r = fn(entries_[i]);
+        if (!r.ok()) return r;
+      }
+    }
+    if constexpr (!std::is_void_v<R>) return R();
+  }
+
+ private:
+  // The first 8 bytes of `k`, zero-padded, as a big-endian integer: if two keys' prefixes
+  // differ, they compare as the keys do bytewise (a zero pad byte sorts like a shorter key).
+  static uint64_t Prefix(std::string_view k) {
+    uint64_t p = 0;
+    const size_t n = k.size() < 8 ? k.size() : 8;
+    for (size_t i = 0; i < n; ++i) p |= uint64_t{static_cast<unsigned char>(k[i])} << (56 - 8 * i);
+    return p;
+  }
+
+  KeyIndex index_;
+  std::vector<Entry> entries_;
+  std::vector<std::pair<uint64_t, uint32_t>> order_;
 };
 
 }  // namespace onceflow

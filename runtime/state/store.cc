@@ -879,11 +879,19 @@ Status StateStore::NewWriter(int64_t id, std::unique_ptr<CheckpointWriter>* writ
 }
 
 Status StateStore::CommitWriter(CheckpointWriter* w, CheckpointStatus status) {
-  // Sorted by (node, key): B-tree inserts in order. stable_sort + keep-last makes a
-  // repeated key's last change win.
-  auto& changes = w->state_;
-  std::stable_sort(changes.begin(), changes.end(), [](const auto& a, const auto& b) {
-    return a.node != b.node ? a.node < b.node : a.key < b.key;
+  // Written in (node, key) order: B-tree inserts in order. An order of indexes is sorted
+  // rather than the changes themselves (moving three strings per swap cost more than the
+  // comparisons); ties keep arrival order and keep-last makes a repeated key's last change
+  // win.
+  const auto& changes = w->state_;
+  std::vector<uint32_t> order(changes.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
+    const auto& a = changes[x];
+    const auto& b = changes[y];
+    if (a.node != b.node) return a.node < b.node;
+    const int k = a.key.compare(b.key);
+    return k != 0 ? k < 0 : x < y;
   });
   Status st = WithTransaction(true, [&] {
     CheckpointInfo info;
@@ -897,10 +905,12 @@ Status StateStore::CommitWriter(CheckpointWriter* w, CheckpointStatus status) {
     {
       Stmt ins(db_, "INSERT OR REPLACE INTO state(node, key, version, value) VALUES(?1,?2,?3,?4)");
       if (!ins.ok()) return Error("preparing state insert");
-      for (size_t i = 0; i < changes.size(); ++i) {
-        const auto& c = changes[i];
-        if (i + 1 < changes.size() && changes[i + 1].node == c.node && changes[i + 1].key == c.key)
-          continue;  // a later change of the same key wins
+      for (size_t i = 0; i < order.size(); ++i) {
+        const auto& c = changes[order[i]];
+        if (i + 1 < order.size()) {
+          const auto& next = changes[order[i + 1]];
+          if (next.node == c.node && next.key == c.key) continue;  // a later change wins
+        }
         ins.Bind(1, c.node).BindBlob(2, c.key).Bind(3, w->id_);
         if (c.tombstone)
           ins.BindNull(4);

@@ -3,11 +3,13 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <random>
 #include <set>
 
+#include "runtime/core/status.h"
 #include "runtime/state/key_index.h"
 
 namespace onceflow {
@@ -162,6 +164,43 @@ TEST_CASE("KeyedState erases and reuses entries, keeping every other key") {
   size_t visited = 0;
   s.ForEach([&](std::string_view, const StateValue&) { ++visited; });
   CHECK(visited == 5000);
+}
+
+TEST_CASE("IndexedMap keeps the last value per key and visits keys in byte order") {
+  IndexedMap<int> m;
+  // Keys sharing 8-byte prefixes, high bytes and a NUL, so that the prefix shortcut and
+  // the byte comparison both decide some orders.
+  std::vector<std::string> keys = {"abcdefgh2", "abcdefgh1", "abcdefgh", "b", "",
+                                   std::string("a\0z", 3), "\xff", "a"};
+  for (int round = 0; round < 2; ++round) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      bool inserted = false;
+      m.FindOrInsert(HashedKey(keys[i]), &inserted) = static_cast<int>(i) + round * 100;
+      CHECK(inserted == (round == 0));
+    }
+  }
+  CHECK(m.size() == keys.size());
+  std::vector<std::string> seen;
+  m.ForEachSorted([&](const IndexedMap<int>::Entry& e) {
+    seen.push_back(e.key);
+    CHECK(e.value >= 100);  // the second round's value won
+    CHECK(e.hash == HashedKey(e.key).hash);
+  });
+  std::vector<std::string> want = keys;
+  std::sort(want.begin(), want.end());
+  CHECK(seen == want);
+  // A Status-returning visitor stops at the first error.
+  int visits = 0;
+  Status st = m.ForEachSorted([&](const IndexedMap<int>::Entry&) -> Status {
+    return ++visits == 3 ? Status::Runtime("stop") : Status::Ok();
+  });
+  CHECK(!st.ok());
+  CHECK(visits == 3);
+  m.Clear();
+  CHECK(m.empty());
+  bool inserted = false;
+  CHECK(m.FindOrInsert(HashedKey(keys[0]), &inserted) == 0);
+  CHECK(inserted);
 }
 
 }  // namespace
