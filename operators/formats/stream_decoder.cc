@@ -97,7 +97,14 @@ Status StreamDecoder::DecodeLine(std::string_view line, Emitter& out, bool* emit
   RecordBatch* batch = out.batch();
   Record& rec = batch->emplace_back();
   std::string error;
-  if (!json_.ParseObject(line, &rec, &error)) {
+  // Bytes readable from the line's start: the rest of the buffer, so that the parser can
+  // read its padding in place instead of copying the line.
+  size_t readable = line.size();
+  const char* base = buf_.get();
+  if (base != nullptr && line.data() >= base && line.data() + line.size() <= base + cap_) {
+    readable = static_cast<size_t>(base + cap_ - line.data());
+  }
+  if (!json_.ParseObject(line, readable, &rec, &error)) {
     batch->pop_back();
     return DataError(lines_, line, std::move(error));
   }

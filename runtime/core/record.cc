@@ -325,7 +325,7 @@ simdjson::error_code ConvertValue(simdjson::ondemand::value val, simdjson::dom::
       simdjson::ondemand::number num;
       if (val.get_number().get(num) == simdjson::SUCCESS) {
         if (num.is_int64()) {
-          *out = Value::Int(num.get_int64());
+          out->SetInt(num.get_int64());
           return simdjson::SUCCESS;
         }
         if (num.is_double()) {
@@ -335,7 +335,7 @@ simdjson::error_code ConvertValue(simdjson::ondemand::value val, simdjson::dom::
             tok.remove_suffix(1);
           }
           if (tok.size() <= 20) {
-            *out = Value::Double(num.get_double());
+            out->SetDouble(num.get_double());
             return simdjson::SUCCESS;
           }
         }
@@ -356,7 +356,7 @@ simdjson::error_code ConvertValue(simdjson::ondemand::value val, simdjson::dom::
     case simdjson::ondemand::json_type::string: {
       std::string_view s;
       if ((err = val.get_string().get(s))) return err;
-      *out = Value::String(s);
+      out->SetString(s);  // in place: no temporary Value
       return simdjson::SUCCESS;
     }
     case simdjson::ondemand::json_type::array:
@@ -386,15 +386,28 @@ simdjson::error_code ConvertValue(simdjson::ondemand::value val, simdjson::dom::
 }  // namespace
 
 bool JsonParser::ParseObject(std::string_view line, Record* rec, std::string* error) {
+  return ParseObject(line, line.size(), rec, error);
+}
+
+bool JsonParser::ParseObject(std::string_view line, size_t readable, Record* rec,
+                             std::string* error) {
   rec->Clear();
   Impl& im = *impl_;
-  if (line.size() + simdjson::SIMDJSON_PADDING > im.capacity) {
-    im.capacity = (line.size() + simdjson::SIMDJSON_PADDING) * 2;
-    im.buffer = simdjson::padded_string(im.capacity);
+  const char* json = line.data();
+  size_t capacity = readable;
+  if (readable < line.size() + simdjson::SIMDJSON_PADDING) {
+    // simdjson reads up to SIMDJSON_PADDING bytes past the end (their values do not
+    // matter, stage 1 pads the last block itself): copy the line where it may.
+    if (line.size() + simdjson::SIMDJSON_PADDING > im.capacity) {
+      im.capacity = (line.size() + simdjson::SIMDJSON_PADDING) * 2;
+      im.buffer = simdjson::padded_string(im.capacity);
+    }
+    std::memcpy(im.buffer.data(), line.data(), line.size());
+    json = im.buffer.data();
+    capacity = im.capacity;
   }
-  std::memcpy(im.buffer.data(), line.data(), line.size());
   simdjson::ondemand::document doc;
-  auto err = im.parser.iterate(im.buffer.data(), line.size(), im.capacity).get(doc);
+  auto err = im.parser.iterate(json, line.size(), capacity).get(doc);
   simdjson::ondemand::object obj;
   if (!err) err = doc.get_object().get(obj);
   if (!err) {

@@ -360,6 +360,9 @@ class JsonParser {
   JsonParser();
   ~JsonParser();
   bool ParseObject(std::string_view line, Record* rec, std::string* error);
+  // The same, where `readable` bytes from line.data() may be read (>= line.size()): with
+  // SIMDJSON_PADDING bytes beyond the line the text is parsed in place instead of copied.
+  bool ParseObject(std::string_view line, size_t readable, Record* rec, std::string* error);
 
  private:
   struct Impl;

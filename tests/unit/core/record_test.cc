@@ -93,6 +93,30 @@ TEST_CASE("JsonParser numbers: int64, beyond int64, long and extreme floats") {
         "\"i\":100000.0}");
 }
 
+TEST_CASE("JsonParser parses in place: what follows the line never leaks in") {
+  // In a decoder's buffer the bytes after a line are the next lines (or stale data);
+  // parsed in place, they are read as padding and must not change any result.
+  JsonParser p;
+  Record r;
+  std::string err;
+  const std::string tail = "345}\"x\":\"y\"}\n{\"b\":2}" + std::string(100, '7');
+  for (const std::string& line : {std::string("{\"a\":12,\"s\":\"t\"}"),
+                                  std::string("{\"a\":12"), std::string("{\"a\":\"12"),
+                                  std::string("{\"a\":[1,2"), std::string("{\"a\":1}x")}) {
+    const std::string buf = line + tail;
+    Record copied, in_place;
+    std::string e1, e2;
+    const bool ok1 = p.ParseObject(line, &copied, &e1);
+    const bool ok2 = p.ParseObject(std::string_view(buf.data(), line.size()), buf.size(),
+                                   &in_place, &e2);
+    CHECK_MESSAGE(ok1 == ok2, line);
+    CHECK_MESSAGE(copied == in_place, line);
+    CHECK_MESSAGE(e1 == e2, line);
+  }
+  REQUIRE(p.ParseObject("{\"a\":12,\"s\":\"t\"}", &r, &err));
+  CHECK(r.Get("a")->as_int() == 12);
+}
+
 TEST_CASE("JsonParser rejects malformed lines, non-objects and trailing content") {
   JsonParser p;
   Record r;
