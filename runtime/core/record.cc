@@ -287,6 +287,10 @@ struct JsonParser::Impl {
   // Field count of the previous object: JSONL lines usually share a shape, so reserving
   // it up front allocates the record's field storage once instead of growing it.
   size_t last_fields = 0;
+  // The field names of the previous object, in order (distinct). While an object's keys
+  // follow them, a key cannot repeat an earlier one — those are the shape's other names —
+  // so the duplicate-key scan (one compare per earlier field) is skipped.
+  std::vector<std::string> shape;
 };
 
 JsonParser::JsonParser() : impl_(new Impl) {}
@@ -412,6 +416,8 @@ bool JsonParser::ParseObject(std::string_view line, size_t readable, Record* rec
   if (!err) err = doc.get_object().get(obj);
   if (!err) {
     rec->mutable_fields().reserve(im.last_fields);
+    size_t i = 0;
+    bool same_shape = true;
     for (auto field : obj) {
       std::string_view key;
       if ((err = field.unescaped_key().get(key))) break;
@@ -419,11 +425,23 @@ bool JsonParser::ParseObject(std::string_view line, size_t readable, Record* rec
       if ((err = field.value().get(v))) break;
       // Convert straight into the field's slot (no temporary Value). A duplicate key
       // keeps its first position and takes the last value, as Set() would.
-      Value* slot = rec->GetMutable(key);
-      if (slot == nullptr) slot = &rec->AppendSlot(key);
+      Value* slot;
+      if (same_shape && i < im.shape.size() && im.shape[i].size() == key.size() &&
+          internal::BytesEqual(im.shape[i].data(), key.data(), key.size())) {
+        slot = &rec->AppendSlot(key);
+      } else {
+        same_shape = false;
+        slot = rec->GetMutable(key);
+        if (slot == nullptr) slot = &rec->AppendSlot(key);
+      }
+      ++i;
       if ((err = ConvertValue(v, im.nested, slot))) break;
     }
     im.last_fields = rec->size();
+    if (!same_shape || rec->size() != im.shape.size()) {
+      im.shape.clear();
+      for (const auto& f : *rec) im.shape.push_back(f.first);
+    }
   }
   if (!err) {
     // Anything after the object is an error; current_location() reports OUT_OF_BOUNDS
