@@ -13,6 +13,7 @@
 #include "operators/common/option_defs.h"
 #include "operators/defs.h"
 #include "operators/lua/lua_env.h"
+#include "operators/lua/native_filter.h"
 
 extern "C" {
 #include <lua.h>
@@ -45,6 +46,9 @@ class LuaOperator : public Operator {
     std::vector<std::string> used;
     subset_ = RecordFieldsUsed(code, "e", &used);
     if (subset_) env_.SetRecordFields(used);
+    // Comparisons with constants joined by and/or/not need no Lua at all (see
+    // native_filter.h); records it cannot decide still go through the Lua code.
+    native_ = kind_ == LuaOpKind::kFilter && native_filter_.Compile(code, "e");
     return Status::Ok();
   }
 
@@ -52,6 +56,14 @@ class LuaOperator : public Operator {
     lua_State* L = env_.state();
     std::string error;
     for (Record& rec : in) {
+      if (native_) {
+        const NativeFilter::Result r = native_filter_.Eval(rec);
+        if (r == NativeFilter::Result::kTrue) {
+          out.Emit(std::move(rec));
+          continue;
+        }
+        if (r == NativeFilter::Result::kFalse) continue;
+      }
       if (subset_) {
         env_.PushRecordFields(rec);
       } else {
@@ -141,6 +153,8 @@ class LuaOperator : public Operator {
   LuaEnv env_;
   int fn_ = 0;
   bool subset_ = false;  // PushRecordFields instead of PushRecord (see Open)
+  bool native_ = false;  // filter: native_filter_ decides first (see Open)
+  NativeFilter native_filter_;
 };
 
 NodeTypeDef LuaOpDef(LuaOpKind kind) {
