@@ -117,7 +117,7 @@ PIPELINES = {
         "keyed": "per_customer", "key": ["customer"],
         "linear": True,
         "fail_node": "per_customer",
-        "size": 3_000_000, "quick_size": 1_000_000,
+        "size": 8_000_000, "quick_size": 2_500_000,
         "extra_set": [],
     },
     "fanin": {
