@@ -881,18 +881,46 @@ Status StateStore::NewWriter(int64_t id, std::unique_ptr<CheckpointWriter>* writ
 Status StateStore::CommitWriter(CheckpointWriter* w, CheckpointStatus status) {
   // Written in (node, key) order: B-tree inserts in order. An order of indexes is sorted
   // rather than the changes themselves (moving three strings per swap cost more than the
-  // comparisons); ties keep arrival order and keep-last makes a repeated key's last change
-  // win.
+  // comparisons), by (node rank, first 8 key bytes as a big-endian integer, key, arrival):
+  // most comparisons are integer compares, not two memcmp calls — this sort was a quarter
+  // of a 100k-key checkpoint's commit, which at the end of a run nothing overlaps. Ties
+  // keep arrival order and keep-last makes a repeated key's last change win.
   const auto& changes = w->state_;
-  std::vector<uint32_t> order(changes.size());
-  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
-    const auto& a = changes[x];
-    const auto& b = changes[y];
-    if (a.node != b.node) return a.node < b.node;
-    const int k = a.key.compare(b.key);
-    return k != 0 ? k < 0 : x < y;
+  std::vector<std::string_view> nodes;
+  for (const auto& c : changes) {
+    if (nodes.empty() || nodes.back() != c.node) nodes.push_back(c.node);
+  }
+  std::sort(nodes.begin(), nodes.end());
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  struct Ord {
+    uint32_t rank;
+    uint32_t index;
+    uint64_t prefix;
+  };
+  std::vector<Ord> ord;
+  ord.reserve(changes.size());
+  uint32_t rank = 0;
+  for (uint32_t i = 0; i < changes.size(); ++i) {
+    const auto& c = changes[i];
+    if (i == 0 || changes[i - 1].node != c.node) {
+      rank = static_cast<uint32_t>(std::lower_bound(nodes.begin(), nodes.end(), c.node) -
+                                   nodes.begin());
+    }
+    uint64_t prefix = 0;
+    for (size_t b = 0; b < 8 && b < c.key.size(); ++b) {
+      prefix |= uint64_t{static_cast<unsigned char>(c.key[b])} << (56 - 8 * b);
+    }
+    ord.push_back({rank, i, prefix});
+  }
+  std::sort(ord.begin(), ord.end(), [&](const Ord& a, const Ord& b) {
+    if (a.rank != b.rank) return a.rank < b.rank;
+    if (a.prefix != b.prefix) return a.prefix < b.prefix;
+    const int k = changes[a.index].key.compare(changes[b.index].key);
+    return k != 0 ? k < 0 : a.index < b.index;
   });
+  std::vector<uint32_t> order(ord.size());
+  for (size_t i = 0; i < ord.size(); ++i) order[i] = ord[i].index;
+  ord = {};
   Status st = WithTransaction(true, [&] {
     CheckpointInfo info;
     bool found = false;
