@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +30,16 @@ bool DecodeValue(std::string_view* in, Value* v);
 // returns false on bad bytes.
 void EncodeRecord(const Record& rec, std::string* out);
 bool DecodeRecord(std::string_view bytes, Record* rec);
+
+// Whether `s` holds a NUL byte (a string key holding one is escaped in its encoding).
+// Short strings — most keys — are scanned inline rather than through a memchr call.
+inline bool HasNul(std::string_view s) {
+  if (s.size() > 32) return std::memchr(s.data(), '\0', s.size()) != nullptr;
+  for (char c : s) {
+    if (c == '\0') return true;
+  }
+  return false;
+}
 
 // 64-bit hash, stable across processes (wyhash-style mixing).
 uint64_t StableHash(std::string_view bytes);

@@ -83,8 +83,7 @@ class HashPartitioner final : public Partitioner {
       // record (the same value as hashing its encoding; see StableHashOfStringKey).
       if (fields_.size() == 1) {
         const Value* v = r.Get(fields_[0]);
-        if (v != nullptr && v->is_string() &&
-            std::memchr(v->str().data(), '\0', v->str().size()) == nullptr) {
+        if (v != nullptr && v->is_string() && !HasNul(v->str())) {
           const uint64_t h = StableHashOfStringKey(v->str());
           Put(r, consume, out[static_cast<int>(h % static_cast<uint64_t>(n))]);
           continue;
