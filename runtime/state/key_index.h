@@ -55,8 +55,17 @@ class KeyIndex {
   void Prefetch(size_t hash) const {
     if (!slots_.empty()) PrefetchLine(&slots_[Tag(hash) & mask_]);
   }
-  // Stage 2: calls fn(entry) for each entry whose slot tag matches (the key's entry, bar
-  // a tag collision), without comparing keys, so that the caller can prefetch it.
+  // Stage 2: starts loading the first `bytes` of entries[e] for each entry e whose slot
+  // tag matches (the key's entry, bar a tag collision), without comparing keys (that
+  // would wait for the entry).
+  template <typename T>
+  void PrefetchEntries(size_t hash, const T* entries, size_t bytes) const {
+    ForTagMatches(hash, [&](uint32_t e) {
+      const char* p = reinterpret_cast<const char*>(entries + e);
+      for (size_t off = 0; off < bytes; off += 64) PrefetchLine(p + off);
+    });
+  }
+  // Calls fn(entry) for each entry whose slot tag matches.
   template <typename F>
   void ForTagMatches(size_t hash, F&& fn) const {
     if (slots_.empty()) return;
@@ -165,11 +174,7 @@ class IndexedMap {
   void Prefetch(const HashedKey& k) const { index_.Prefetch(k.hash); }
   // After Prefetch(k), a few keys later: starts loading k's entry.
   void PrefetchEntry(const HashedKey& k) const {
-    index_.ForTagMatches(k.hash, [&](uint32_t e) {
-      const char* p = reinterpret_cast<const char*>(&entries_[e]);
-      PrefetchLine(p);
-      PrefetchLine(p + 64);
-    });
+    index_.PrefetchEntries(k.hash, entries_.data(), 128);
   }
   // The value of `k`, value-initialised when the key is new (*inserted = true).
   V& FindOrInsert(const HashedKey& k, bool* inserted = nullptr) {

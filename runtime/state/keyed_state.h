@@ -59,12 +59,7 @@ class KeyedState {
   // starts loading the entry — key, epoch and the first values, the other miss of an
   // update — without comparing the key yet (that would wait for the entry).
   void PrefetchValue(const HashedKey& key) const {
-    index_.ForTagMatches(key.hash, [&](uint32_t i) {
-      const char* e = reinterpret_cast<const char*>(&entries_[i]);
-      PrefetchLine(e);
-      PrefetchLine(e + 64);
-      PrefetchLine(e + 128);
-    });
+    index_.PrefetchEntries(key.hash, entries_.data(), 192);
   }
   // Removes `key`; returns whether it existed. Records a tombstone for checkpoints.
   bool Erase(std::string_view key) {
