@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "runtime/core/key.h"
-#include "runtime/core/key_map.h"
+#include "runtime/core/hashed_key.h"
 #include "runtime/core/node.h"
 #include "runtime/spec/pipeline_spec.h"
 #include "runtime/state/key_index.h"

@@ -47,7 +47,7 @@
 #include "operators/ops/keyed.h"
 #include "operators/sinks/fs_util.h"
 #include "runtime/core/key.h"
-#include "runtime/core/key_map.h"
+#include "runtime/core/hashed_key.h"
 #include "runtime/state/key_index.h"
 
 namespace onceflow::ops {

@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/core/key_map.h"
+#include "runtime/core/hashed_key.h"
 #include "runtime/core/prefetch.h"
 
 namespace onceflow {
@@ -198,12 +198,12 @@ class IndexedMap {
   // non-ok Status when fn returns one.
   template <typename F>
   auto ForEachSorted(F&& fn) {
-    // Sorted by (first 8 bytes as a big-endian integer, then the bytes): the same order as
-    // comparing the bytes, but most comparisons are one integer compare instead of a
-    // memcmp call (with `emit: updates` this sort runs for every input batch).
+    // Sorted by (KeyPrefix, then the bytes): the same order as comparing the bytes, but
+    // most comparisons are one integer compare (with `emit: updates` this sort runs for
+    // every input batch).
     order_.clear();
     order_.reserve(entries_.size());
-    for (uint32_t i = 0; i < entries_.size(); ++i) order_.emplace_back(Prefix(entries_[i].key), i);
+    for (uint32_t i = 0; i < entries_.size(); ++i) order_.emplace_back(KeyPrefix(entries_[i].key), i);
     std::sort(order_.begin(), order_.end(), [&](const auto& a, const auto& b) {
       return a.first != b.first ? a.first < b.first
                                 : entries_[a.second].key < entries_[b.second].key;
@@ -221,15 +221,6 @@ class IndexedMap {
   }
 
  private:
-  // The first 8 bytes of `k`, zero-padded, as a big-endian integer: if two keys' prefixes
-  // differ, they compare as the keys do bytewise (a zero pad byte sorts like a shorter key).
-  static uint64_t Prefix(std::string_view k) {
-    uint64_t p = 0;
-    const size_t n = k.size() < 8 ? k.size() : 8;
-    for (size_t i = 0; i < n; ++i) p |= uint64_t{static_cast<unsigned char>(k[i])} << (56 - 8 * i);
-    return p;
-  }
-
   KeyIndex index_;
   std::vector<Entry> entries_;
   std::vector<std::pair<uint64_t, uint32_t>> order_;

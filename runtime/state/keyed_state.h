@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
-#include "runtime/core/key_map.h"
+#include "runtime/core/hashed_key.h"
 #include "runtime/core/record.h"
 #include "runtime/state/key_index.h"
 
@@ -27,7 +27,7 @@ using StateValue = absl::InlinedVector<Value, 2>;
 
 class KeyedState {
  public:
-  // Lookups take a HashedKey (key_map.h): the hot loops hash a key once and reuse the hash
+  // Lookups take a HashedKey (hashed_key.h): the hot loops hash a key once and reuse the hash
   // for the prefetches and the update. Plain keys convert (hashed on the spot).
 
   // Returns the value for `key` or nullptr. Does not mark the entry changed.
