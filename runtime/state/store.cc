@@ -930,19 +930,27 @@ Status StateStore::CommitWriter(CheckpointWriter* w, CheckpointStatus status) {
     {
       Stmt ins(db_, "INSERT OR REPLACE INTO state(node, key, version, value) VALUES(?1,?2,?3,?4)");
       if (!ins.ok()) return Error("preparing state insert");
+      // Bound without copies (the changes outlive the statement); the version once, the
+      // node when it changes.
+      ins.Bind(3, w->id_);
+      const std::string* node = nullptr;
       for (size_t i = 0; i < order.size(); ++i) {
         const auto& c = changes[order[i]];
         if (i + 1 < order.size()) {
           const auto& next = changes[order[i + 1]];
           if (next.node == c.node && next.key == c.key) continue;  // a later change wins
         }
-        ins.Bind(1, c.node).BindBlob(2, c.key).Bind(3, w->id_);
+        if (node == nullptr || *node != c.node) {
+          node = &c.node;
+          ins.BindStatic(1, c.node);
+        }
+        ins.BindBlobStatic(2, c.key);
         if (c.tombstone)
           ins.BindNull(4);
         else
-          ins.BindBlob(4, c.value);
+          ins.BindBlobStatic(4, c.value);
         if (ins.Step() != SQLITE_DONE) return Error("writing state");
-        ins.Reset();
+        ins.Rewind();
         bytes += static_cast<int64_t>(c.key.size() + c.value.size());
       }
     }
