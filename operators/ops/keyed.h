@@ -65,7 +65,9 @@ class BatchKeys {
       const Record& rec = in[i];
       const size_t start = len_;
       Span& sp = spans_[i];
-      if (!(fields.size() == 1 && AppendStringKey(rec, fields[0]))) {
+      uint64_t stable = 0;
+      bool known = false;
+      if (!(fields.size() == 1 && AppendStringKey(rec, fields[0], &stable, &known))) {
         scratch_.clear();
         if (!EncodeKey(rec, fields, &scratch_)) {
           sp = {start, kMissing, 0};
@@ -74,9 +76,10 @@ class BatchKeys {
         std::memcpy(Room(scratch_.size()), scratch_.data(), scratch_.size());
         len_ += scratch_.size();
       }
-      // Hashed once here, while the bytes are in cache: the prefetches and the update
-      // reuse it.
-      sp = {start, len_ - start, KeyMapHash(std::string_view(buf_.get() + start, len_ - start))};
+      // Hashed once here, while the bytes are in cache (unless the producer memoised the
+      // hash in the value): the prefetches and the update reuse it.
+      const std::string_view bytes(buf_.get() + start, len_ - start);
+      sp = {start, len_ - start, known ? KeyMapHashOf(stable) : KeyMapHash(bytes)};
     }
   }
   size_t size() const { return spans_.size(); }
@@ -106,11 +109,14 @@ class BatchKeys {
   // The common key, one string field without NUL bytes, encoded inline (the same bytes as
   // EncodeKey: 's', the string, a 0 terminator) without EncodeKey's per-value dispatch
   // and escaping calls. Returns false, appending nothing, for any other key.
-  bool AppendStringKey(const Record& rec, const std::string& field) {
+  // *known: the value carried its key hash (Value::KnownKeyHash), now in *stable.
+  bool AppendStringKey(const Record& rec, const std::string& field, uint64_t* stable,
+                       bool* known) {
     const Value* v = rec.Get(field);
     if (v == nullptr || !v->is_string()) return false;
     const std::string& s = v->str();
-    if (HasNul(s)) return false;
+    *known = v->KnownKeyHash(stable);  // implies no NUL byte
+    if (!*known && HasNul(s)) return false;
     char* out = Room(s.size() + 2);
     out[0] = 's';
     std::memcpy(out + 1, s.data(), s.size());

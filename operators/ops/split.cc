@@ -8,8 +8,11 @@
 //
 // Threading: one instance per task thread; stateless.
 #include <array>
+#include <cstring>
+#include <vector>
 
 #include "operators/common/option_defs.h"
+#include "runtime/core/key.h"
 #include "operators/defs.h"
 
 namespace onceflow::ops {
@@ -25,7 +28,10 @@ class SplitOperator : public Operator {
         keep_(Given(spec.options, "keep") ? spec.options.GetList("keep") : std::vector<std::string>{}) {
     sep_.fill(false);
     if (Given(spec.options, "pattern") && !spec.options.GetString("pattern").empty()) {
-      for (unsigned char c : spec.options.GetString("pattern")) sep_[c] = true;
+      for (unsigned char c : spec.options.GetString("pattern")) {
+        sep_[c] = true;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')) letter_separators_ = true;
+      }
     } else {
       for (unsigned char c : {' ', '\t', '\n', '\v', '\f', '\r'}) sep_[c] = true;
     }
@@ -37,45 +43,107 @@ class SplitOperator : public Operator {
   }
 
   Status Process(int port, RecordBatch& in, Emitter& out) override {
+    HashedOutput* hashed = out.hashed();
+    if (hashed != nullptr && hashed->field == into_) return ProcessHashed(in, *hashed);
     RecordBatch* batch = out.batch();
     for (const Record& rec : in) {
-      const Value* v = rec.Get(field_);
-      if (v == nullptr || !v->is_string()) {
-        ONCEFLOW_RETURN_IF_ERROR(ctx_->errors->OnRecordError(
-            rec, v == nullptr ? "split: field '" + field_ + "' is missing"
-                              : "split: field '" + field_ + "' is not a string"));
-        continue;
-      }
-      const std::string& s = v->str();
-      const char* p = s.data();
-      const char* e = p + s.size();
-      while (p < e) {
-        while (p < e && sep_[static_cast<unsigned char>(*p)]) ++p;
-        if (p >= e) break;
-        const char* start = p;
-        while (p < e && !sep_[static_cast<unsigned char>(*p)]) ++p;
+      ONCEFLOW_RETURN_IF_ERROR(ForEachToken(rec, [&](std::string_view tok) {
         Record& o = batch->emplace_back();
-        Value& token = o.AppendSlot(into_);
-        token.SetString(std::string_view(start, p - start));
-        if (lower_) {
-          for (char& c : token.mutable_str()) {
-            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-          }
-        }
-        for (const auto& k : keep_) {
-          if (const Value* kv = rec.Get(k)) o.Append(k, *kv);
-        }
-        o.origin = rec.origin;
-      }
+        o.AppendSlot(into_).SetString(tok);
+        CopyRest(rec, o);
+      }));
     }
     return Status::Ok();
   }
 
  private:
+  // The same records as Process, each placed straight into the partition its token hashes
+  // to (Emitter::hashed): the downstream is keyed on the token, whose key hash is
+  // memoised in its value for that consumer.
+  Status ProcessHashed(RecordBatch& in, HashedOutput& hashed) {
+    std::vector<RecordBatch>& parts = *hashed.parts;
+    const int n = static_cast<int>(parts.size());
+    size_t placed = 0;
+    for (const Record& rec : in) {
+      ONCEFLOW_RETURN_IF_ERROR(ForEachToken(rec, [&](std::string_view tok) {
+        const bool plain = !HasNul(tok);
+        const uint64_t h = plain ? StableHashOfStringKey(tok) : 0;
+        Record& o = parts[plain ? HashToPartition(h, n) : StringKeyPartition(tok, n)].emplace_back();
+        Value& token = o.AppendSlot(into_);
+        if (plain) {
+          token.SetStringWithKeyHash(tok, h);
+        } else {
+          token.SetString(tok);
+        }
+        CopyRest(rec, o);
+        ++placed;
+      }));
+    }
+    hashed.placed += placed;
+    return Status::Ok();
+  }
+
+  // Calls fn(token) for each token of rec's field, lowercased when `lower` is set: the
+  // whole text is lowercased into a scratch buffer first, in one loop the compiler
+  // vectorises, rather than token by token. A missing or non-string field is reported.
+  template <typename F>
+  Status ForEachToken(const Record& rec, F&& fn) {
+    const Value* v = rec.Get(field_);
+    if (v == nullptr || !v->is_string()) {
+      return ctx_->errors->OnRecordError(
+          rec, v == nullptr ? "split: field '" + field_ + "' is missing"
+                            : "split: field '" + field_ + "' is not a string");
+    }
+    const std::string& s = v->str();
+    const char* p = s.data();
+    const char* e = p + s.size();
+    // Lowercasing first would turn an upper-case letter into a separator (or not) when the
+    // pattern holds letters: then each token is lowercased on its own.
+    const bool each = lower_ && letter_separators_;
+    if (lower_ && !each) {
+      LowerInto(s, &lowered_);
+      p = lowered_.data();
+      e = p + s.size();
+    }
+    while (p < e) {
+      while (p < e && sep_[static_cast<unsigned char>(*p)]) ++p;
+      if (p >= e) break;
+      const char* start = p;
+      while (p < e && !sep_[static_cast<unsigned char>(*p)]) ++p;
+      std::string_view tok(start, p - start);
+      if (each) {
+        LowerInto(tok, &token_);
+        tok = std::string_view(token_.data(), tok.size());
+      }
+      fn(tok);
+    }
+    return Status::Ok();
+  }
+
+  // ASCII lowercase of `s` into the first s.size() bytes of *out.
+  static void LowerInto(std::string_view s, std::vector<char>* out) {
+    if (s.size() > out->size()) out->resize(s.size());
+    char* o = out->data();
+    for (size_t i = 0; i < s.size(); ++i) {
+      const char c = s[i];
+      o[i] = static_cast<char>(c + (static_cast<unsigned char>(c - 'A') < 26 ? 'a' - 'A' : 0));
+    }
+  }
+  // The rest of an output record: the `keep` fields and the input's origin.
+  void CopyRest(const Record& rec, Record& o) const {
+    for (const auto& k : keep_) {
+      if (const Value* kv = rec.Get(k)) o.Append(k, *kv);
+    }
+    o.origin = rec.origin;
+  }
+
   std::string field_, into_;
   bool lower_;
   std::vector<std::string> keep_;
   std::array<bool, 256> sep_;
+  bool letter_separators_ = false;  // `pattern` holds an ASCII letter
+  std::vector<char> lowered_;       // the lowercased text (ForEachToken)
+  std::vector<char> token_;         // a lowercased token, with letter separators
   NodeContext* ctx_ = nullptr;
 };
 

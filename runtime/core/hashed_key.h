@@ -19,13 +19,14 @@ namespace onceflow {
 // The map hash of an encoded key: StableHash, remixed so that it is independent of the
 // partition hash (StableHash modulo the parallelism). Without the remix every key of one
 // instance would share the low bits that the index keeps in its slots.
-inline size_t KeyMapHash(std::string_view key) {
-  uint64_t h = StableHash(key);
+inline size_t KeyMapHashOf(uint64_t stable_hash) {
+  uint64_t h = stable_hash;
   h ^= h >> 31;
   h *= 0xbf58476d1ce4e5b9ull;
   h ^= h >> 29;
   return static_cast<size_t>(h);
 }
+inline size_t KeyMapHash(std::string_view key) { return KeyMapHashOf(StableHash(key)); }
 
 struct HashedKey {
   HashedKey() = default;

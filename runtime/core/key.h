@@ -49,4 +49,22 @@ uint64_t StableHash(std::string_view bytes);
 // encoding then).
 uint64_t StableHashOfStringKey(std::string_view s);
 
+// StableHash(...) mod n, the partition a hashed key goes to among n; a power of two (the
+// usual parallelism) takes a mask instead of a 64-bit division.
+inline int HashToPartition(uint64_t hash, int n) {
+  const uint64_t m = static_cast<uint64_t>(n);
+  return static_cast<int>((m & (m - 1)) == 0 ? hash & (m - 1) : hash % m);
+}
+// The partition (of n) that hash partitioning on one field sends a record to when that
+// field holds the string `s`: HashToPartition(StableHash(encoding of the key)). The one
+// definition shared by the hash partitioner and operators that place their output in
+// partitions themselves (Emitter::hashed).
+inline int StringKeyPartition(std::string_view s, int n) {
+  if (!HasNul(s)) return HashToPartition(StableHashOfStringKey(s), n);
+  std::string key;
+  EncodeValue(Value::String(s), &key);
+  return HashToPartition(StableHash(key), n);
+}
+
+
 }  // namespace onceflow

@@ -29,14 +29,36 @@ class KeyedState;
 
 // Appends records to the batch the executor routes downstream after the call returns.
 // Not virtual on purpose: one inline push_back per record.
+class Emitter;
+
+// The edge downstream of a chain's last operator, when it is partitioned by the hash of
+// one field (see Emitter::hashed).
+struct HashedOutput {
+  std::string field;                          // the one field the edge hashes
+  std::vector<RecordBatch>* parts = nullptr;  // one batch per partition, appended to
+  size_t placed = 0;                          // records placed in parts by this call
+};
+
 class Emitter {
  public:
-  explicit Emitter(RecordBatch* out) : out_(out) {}
+  explicit Emitter(RecordBatch* out, HashedOutput* hashed = nullptr)
+      : out_(out), hashed_(hashed) {}
   void Emit(Record&& r) { out_->push_back(std::move(r)); }
   RecordBatch* batch() { return out_; }
+  // Non-null when the executor lets this call place its output straight into the
+  // partitions of the edge downstream, instead of routing batch() after the call (a pass
+  // that moves every record and then destroys the moved-from husk). Offered to a chain's
+  // last operator whose one out-edge hashes one field, with no event-time watermark to
+  // track and channels that are not sequenced. A record whose `field` holds the string s
+  // goes to (*parts)[StringKeyPartition(s, parts->size())] (key.h; the partitioner's very
+  // function) and is counted in `placed`. Records are kept in their order per partition
+  // only if a call places all of its output or none of it (whatever is left in batch() is
+  // routed after the placed records).
+  HashedOutput* hashed() { return hashed_; }
 
  private:
   RecordBatch* out_;
+  HashedOutput* hashed_;
 };
 
 // Applies the node's `on_error` policy to a deterministic data error on one record:

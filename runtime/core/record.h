@@ -46,17 +46,36 @@ class Value {
   // In-place updates for hot accumulators (count, sum): no temporary Value is built.
   void SetInt(int64_t i) {
     type_ = ValueType::kInt;
+    key_hash_known_ = false;
     i_ = i;
     s_.clear();
   }
   void SetDouble(double d) {
     type_ = ValueType::kDouble;
+    key_hash_known_ = false;
     d_ = d;
     s_.clear();
   }
   void SetString(std::string_view s) {
     type_ = ValueType::kString;
+    key_hash_known_ = false;
     s_.assign(s.data(), s.size());
+  }
+  // A string together with its key hash, StableHashOfStringKey(s) (key.h; s holds no NUL
+  // byte), set by a producer that computed the hash anyway — split, placing each token in
+  // the partition of a keyed consumer — so that the consumer does not hash the same bytes
+  // again. The hash lives in the union a string does not use; every later change of the
+  // value forgets it (Python memoises its strings' hashes the same way).
+  void SetStringWithKeyHash(std::string_view s, uint64_t hash) {
+    SetString(s);
+    i_ = static_cast<int64_t>(hash);
+    key_hash_known_ = true;
+  }
+  // The key hash SetStringWithKeyHash memoised, if this is still that string.
+  bool KnownKeyHash(uint64_t* hash) const {
+    if (!key_hash_known_) return false;
+    *hash = static_cast<uint64_t>(i_);
+    return true;
   }
 
   ValueType type() const { return type_; }
@@ -74,7 +93,10 @@ class Value {
   }
   // String contents (kString) or JSON text (kJson).
   const std::string& str() const { return s_; }
-  std::string& mutable_str() { return s_; }
+  std::string& mutable_str() {
+    key_hash_known_ = false;  // the caller may change the string
+    return s_;
+  }
 
   // Appends this value's JSON encoding.
   void AppendJson(std::string* out) const;
@@ -87,6 +109,7 @@ class Value {
 
  private:
   ValueType type_ = ValueType::kNull;
+  bool key_hash_known_ = false;  // kString only: i_ holds its key hash
   union {
     int64_t i_ = 0;
     double d_;

@@ -194,6 +194,16 @@ void Executor::Impl::Setup() {
       }
       t.outs.push_back(std::move(r));
     }
+    // The tail operator may place its output in the partitions itself (Emitter::hashed)
+    // when its one out-edge hashes one field and routing does nothing else per record.
+    if (t.outs.size() == 1 && t.members.back()->kind == NodeKind::kOperator &&
+        !guarantee->sequenced() && t.outs[0].wm_field.empty()) {
+      const PlanEdge& e = plan.edges[t.outs[0].edge];
+      if (e.partition == PartitionKind::kHash && e.hash_fields.size() == 1) {
+        t.hashed.field = e.hash_fields[0];
+        t.hashed.parts = &t.outs[0].staging;
+      }
+    }
     // Sequenced channels: a source chain with several out-edges gets one reader per edge,
     // so that each downstream branch is served from its own position — a branch that
     // stalls or recovers (and re-reads) never holds the others back. The input is read
@@ -625,14 +635,18 @@ Status Executor::Impl::ProcessFrom(Task& t, size_t first, int port, RecordBatch&
       if (cur->empty()) return Status::Ok();  // every record dropped
     }
     m.out.clear();
-    Emitter em(&m.out);
+    HashedOutput* hashed =
+        k + 1 == t.members.size() && t.hashed.parts != nullptr ? &t.hashed : nullptr;
+    if (hashed != nullptr) hashed->placed = 0;
+    Emitter em(&m.out, hashed);
     m.ctx.channel = t.in_channel;
     ONCEFLOW_RETURN_IF_ERROR(m.op->Process(port, *cur, em));
+    const size_t placed = hashed != nullptr ? hashed->placed : 0;
     m.metrics->processed.fetch_add(cur->size(), std::memory_order_relaxed);  // after drops
-    m.metrics->emitted.fetch_add(m.out.size(), std::memory_order_relaxed);
+    m.metrics->emitted.fetch_add(m.out.size() + placed, std::memory_order_relaxed);
     port = 0;  // a chained edge is its downstream's only input
     cur = &m.out;
-    if (cur->empty()) return Status::Ok();
+    if (cur->empty() && placed == 0) return Status::Ok();
   }
   return RouteOut(t, *cur);
 }
@@ -660,7 +674,10 @@ Status Executor::Impl::DeliverWatermark(Task& t, int channel, int64_t ts, bool w
 }
 
 Status Executor::Impl::RouteOut(Task& t, RecordBatch& batch) {
-  if (t.outs.empty() || batch.empty()) return Status::Ok();
+  // An empty batch still pushes the records the tail placed itself (Emitter::hashed).
+  const bool placed = t.hashed.placed > 0;
+  t.hashed.placed = 0;
+  if (t.outs.empty() || (batch.empty() && !placed)) return Status::Ok();
   Member& tail = *t.members.back();
   t.current = static_cast<int>(t.members.size() - 1);
   const size_t routes = t.outs.size();

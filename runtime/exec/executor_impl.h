@@ -121,6 +121,9 @@ struct Task {
   std::vector<std::unique_ptr<Member>> members;  // chain order; [0] is the head
   std::vector<InChannel> inputs;                 // empty for a source head
   std::vector<OutRoute> outs;
+  // Set (parts non-null) when the tail operator may place its output in the partitions of
+  // its one out-edge itself (Emitter::hashed): parts is outs[0].staging.
+  HashedOutput hashed;
   Notifier notifier;
   Envelope scratch;         // reused envelope for pushes
   int current = 0;          // member being called, to name it in unexpected errors

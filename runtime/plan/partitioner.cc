@@ -79,13 +79,12 @@ class HashPartitioner final : public Partitioner {
                ErrorHandler* errors) override {
     const int n = destinations();
     for (Record& r : in) {
-      // The common key, one string field without NUL bytes, is hashed straight from the
-      // record (the same value as hashing its encoding; see StableHashOfStringKey).
+      // The common key, one string field, is hashed straight from the record (the same
+      // value as hashing its encoding; see StringKeyPartition).
       if (fields_.size() == 1) {
         const Value* v = r.Get(fields_[0]);
-        if (v != nullptr && v->is_string() && !HasNul(v->str())) {
-          const uint64_t h = StableHashOfStringKey(v->str());
-          Put(r, consume, out[static_cast<int>(h % static_cast<uint64_t>(n))]);
+        if (v != nullptr && v->is_string()) {
+          Put(r, consume, out[StringKeyPartition(v->str(), n)]);
           continue;
         }
       }
@@ -132,7 +131,7 @@ class BroadcastPartitioner final : public Partitioner {
 }  // namespace
 
 int HashDestination(std::string_view encoded_key, int parallelism) {
-  return static_cast<int>(StableHash(encoded_key) % static_cast<uint64_t>(parallelism));
+  return HashToPartition(StableHash(encoded_key), parallelism);
 }
 
 std::unique_ptr<Partitioner> MakePartitioner(const PlanEdge& edge, int upstream_instance,

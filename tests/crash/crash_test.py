@@ -106,8 +106,9 @@ PIPELINES = {
         "keyed": "counts", "key": ["word"],
         "linear": True,
         "fail_node": "counts",
-        # Input sizes (words) by mode; one default run lasts a few seconds.
-        "size": 12_000_000, "quick_size": 4_000_000,
+        # Input sizes (words) by mode; one default run lasts a few seconds. A quick run
+        # must outlast the first 200 ms barrier, or crash-at=before-barrier never fires.
+        "size": 24_000_000, "quick_size": 8_000_000,
         "extra_set": [],
     },
     "orders": {

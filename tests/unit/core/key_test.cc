@@ -103,5 +103,49 @@ TEST_CASE("StableHashOfStringKey equals StableHash of the key's encoding") {
   }
 }
 
+TEST_CASE("HashToPartition is the hash modulo the partition count") {
+  uint64_t h = 0x243f6a8885a308d3ull;
+  for (int i = 0; i < 1000; ++i) {
+    h = h * 6364136223846793005ull + 1442695040888963407ull;
+    for (int n = 1; n <= 17; ++n) {
+      REQUIRE(HashToPartition(h, n) == static_cast<int>(h % static_cast<uint64_t>(n)));
+    }
+  }
+  // StringKeyPartition hashes the key's encoding, NUL bytes (escaped) included.
+  for (const std::string& s : {std::string("word"), std::string("a\0b", 3), std::string(30, 'z')}) {
+    Record r;
+    r.Append("k", Value::String(s));
+    std::string key;
+    REQUIRE(EncodeKey(r, {"k"}, &key));
+    for (int n = 1; n <= 5; ++n) CHECK(StringKeyPartition(s, n) == HashToPartition(StableHash(key), n));
+  }
+}
+
+TEST_CASE("a memoised key hash lasts only as long as its string") {
+  Value v;
+  v.SetStringWithKeyHash("word", 42);
+  uint64_t h = 0;
+  REQUIRE(v.KnownKeyHash(&h));
+  CHECK(h == 42);
+  Value copy = v;  // the same string: the memo goes along
+  CHECK(copy.KnownKeyHash(&h));
+  CHECK(copy == Value::String("word"));  // equality ignores it
+  Value moved = std::move(copy);
+  CHECK(moved.KnownKeyHash(&h));
+  v.SetString("other");
+  CHECK_FALSE(v.KnownKeyHash(&h));
+  moved.mutable_str() += "s";
+  CHECK_FALSE(moved.KnownKeyHash(&h));
+  Value n;
+  n.SetStringWithKeyHash("x", 1);
+  n.SetInt(5);
+  CHECK_FALSE(n.KnownKeyHash(&h));
+  CHECK(n.as_int() == 5);
+  n.SetStringWithKeyHash("x", 1);
+  n.SetDouble(0.5);
+  CHECK_FALSE(n.KnownKeyHash(&h));
+  CHECK_FALSE(Value::String("plain").KnownKeyHash(&h));
+}
+
 }  // namespace
 }  // namespace onceflow

@@ -5,6 +5,7 @@
 
 #include "operators/ops/keyed.h"
 #include "runtime/core/key.h"
+#include "runtime/plan/partitioner.h"
 #include "test_util.h"
 
 namespace onceflow::testing {
@@ -81,9 +82,88 @@ TEST_CASE("split: whitespace, lower, pattern, keep, errors") {
           "{\"tok\":\"a\",\"id\":7}\n{\"tok\":\"b\",\"id\":7}\n{\"tok\":\"c d\",\"id\":7}\n");
   }
   {
+    // Letters as separators: a token ends at the letter as written, then is lowercased
+    // ("A" is not the separator "a").
+    OpRun r(dir, "    op: split\n    lower: true\n    pattern: \"a \"\n");
+    CHECK(r.Process({Rec({{"line", Value::String("bAcXaY QaR")}})}) ==
+          "{\"word\":\"bacx\"}\n{\"word\":\"y\"}\n{\"word\":\"q\"}\n{\"word\":\"r\"}\n");
+  }
+  {
     auto p = LoadYaml(dir.path(), OpYaml("    op: split\n    pattern: \"\"\n"));
     CHECK_FALSE(p->ok);
   }
+}
+
+TEST_CASE("split: output placed in hashed partitions goes where the partitioner sends it") {
+  // Emitter::hashed: split places each token in its partition itself. Every record must
+  // land in the batch the hash partitioner would have routed it to, in the same order,
+  // and a memoised key hash must be the token's. Tokens: upper case (lowered first), long
+  // (heap) strings, NUL bytes (not separators with a pattern), high bytes.
+  TempDir dir;
+  const std::string nul_word("nu\0ll", 5);
+  std::string text;
+  for (int i = 0; i < 300; ++i) {
+    text += "Word" + std::to_string(i % 37) + ",";
+    if (i % 7 == 0) text += std::string(20 + i % 5, 'L') + ",";
+    if (i % 11 == 0) text += nul_word + ",";
+    if (i % 13 == 0) text += "\xc3\xa9t\xc3\xa9,";
+  }
+  for (const char* lower : {"false", "true"}) {
+    for (int n : {1, 2, 3, 4}) {
+      OpRun r(dir, std::string("    op: split\n    pattern: \",\"\n    lower: ") + lower + "\n");
+      RecordBatch in = {Rec({{"line", Value::String(text)}}), Rec({{"other", Value::Int(1)}})};
+      RecordBatch copy = in;
+      // The reference: split's plain output, routed by the partitioner.
+      RecordBatch plain;
+      Emitter em(&plain);
+      REQUIRE(r.op->Process(0, copy, em).ok());
+      std::vector<RecordBatch> want(n);
+      PlanEdge edge;
+      edge.partition = PartitionKind::kHash;
+      edge.hash_fields = {"word"};
+      REQUIRE(MakePartitioner(edge, 0, n)->Route(plain, false, want, nullptr).ok());
+      // Placed by split itself.
+      std::vector<RecordBatch> parts(n);
+      HashedOutput hashed{"word", &parts, 0};
+      RecordBatch left;
+      Emitter placed_em(&left, &hashed);
+      REQUIRE(r.op->Process(0, in, placed_em).ok());
+      CHECK(left.empty());
+      CHECK(hashed.placed == plain.size());
+      size_t memoised = 0, nul = 0;
+      for (int d = 0; d < n; ++d) {
+        CHECK_MESSAGE(Json(parts[d]) == Json(want[d]), "lower " << lower << ", n " << n << ", d " << d);
+        for (const Record& rec : parts[d]) {
+          const Value* v = rec.Get("word");
+          REQUIRE(v != nullptr);
+          uint64_t h = 0;
+          if (v->KnownKeyHash(&h)) {
+            CHECK(h == StableHashOfStringKey(v->str()));
+            ++memoised;
+          } else {
+            CHECK(HasNul(v->str()));
+            ++nul;
+          }
+        }
+      }
+      CHECK(memoised > 0);
+      CHECK(nul > 0);
+      // The missing field was reported, in both passes.
+      CHECK(r.h->errors.errors.size() == 2);
+    }
+  }
+  // An edge hashing another field than `into` gets split's plain output.
+  OpRun r(dir, "    op: split\n");
+  std::vector<RecordBatch> parts(2);
+  HashedOutput hashed{"line", &parts, 0};
+  RecordBatch left;
+  Emitter em(&left, &hashed);
+  RecordBatch in = {Rec({{"line", Value::String("a b")}})};
+  REQUIRE(r.op->Process(0, in, em).ok());
+  CHECK(left.size() == 2);
+  CHECK(hashed.placed == 0);
+  CHECK(parts[0].empty());
+  CHECK(parts[1].empty());
 }
 
 TEST_CASE("count: updates coalesce per batch, final emits sorted at the end") {
@@ -272,6 +352,22 @@ TEST_CASE("BatchKeys encodes every key as EncodeKey does and hashes it as KeyMap
     if (!has) continue;
     CHECK(keys.key(i) == want);
     CHECK(keys.hashed(i).hash == HashedKey(want).hash);
+  }
+  // Values carrying a memoised key hash (split's hashed output) give the same keys and
+  // hashes as plain ones; a wrong memo would show here.
+  RecordBatch memo;
+  for (const std::string& w : {std::string("word"), std::string(""), std::string(40, 'y')}) {
+    Record r;
+    r.AppendSlot("k").SetStringWithKeyHash(w, StableHashOfStringKey(w));
+    memo.push_back(std::move(r));
+  }
+  ops::BatchKeys memo_keys;
+  memo_keys.Encode(memo, {"k"});
+  for (size_t i = 0; i < memo.size(); ++i) {
+    std::string want;
+    REQUIRE(EncodeKey(memo[i], {"k"}, &want));
+    CHECK(memo_keys.key(i) == want);
+    CHECK(memo_keys.hashed(i).hash == HashedKey(want).hash);
   }
   // Two key fields take the general path.
   ops::BatchKeys two;
