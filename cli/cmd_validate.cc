@@ -36,7 +36,7 @@ void PrintPlanText(const Registry& registry, const PipelineSpec& spec, const Pla
   os << "semantics: " << SemanticsLabel(spec) << "\n";
   os << "state: " << spec.state_path;
   if (spec.semantics == Semantics::kEffectivelyOnce && spec.mode == Mode::kDedup) {
-    os << "\ncommits: per task, every 256 envelopes or 50 ms; savepoints on SIGUSR1 and at a "
+    os << "\ncommits: per task, every 50 ms (or 4096 envelopes); savepoints on SIGUSR1 and at a "
           "stop by signal; at most "
        << spec.max_recoveries << " local recoveries per run\n";
   } else {

@@ -67,8 +67,12 @@ namespace {
 
 // A consumer commits at least every kCommitEnvelopes applied envelopes, and at most
 // kCommitInterval after the first uncommitted one. Outputs wait for the commit, so the
-// interval is also the latency a hop adds.
-constexpr int kCommitEnvelopes = 256;
+// interval is also the latency a hop adds. The interval is the cadence; the envelope
+// count only bounds what a commit holds at extreme rates. A commit costs about the keys
+// it writes (state, sink rows), not the envelopes: at 256 envelopes, orders' keyed task
+// committed every 40 ms and spent half its time in commits, rewriting the same 10,000
+// customers each time.
+constexpr int kCommitEnvelopes = 4096;
 constexpr auto kCommitInterval = std::chrono::milliseconds(50);
 // How long a task waiting for acknowledgements or input sleeps before looking again.
 constexpr int64_t kAckPollMs = 50;
