@@ -38,23 +38,29 @@ class Value {
   }
   static Value String(std::string_view s) { return String(std::string(s)); }
   static Value String(const char* s) { return String(std::string(s)); }
+  // A string constructed in place (no temporary std::string, no assign): what Record::
+  // AppendString builds a token's value with.
+  struct InPlaceString {};
+  Value(InPlaceString, std::string_view s) : type_(ValueType::kString), s_(s.data(), s.size()) {}
   // `json` must be a valid, compact JSON array or object.
   static Value Json(std::string json) {
     Value v; v.type_ = ValueType::kJson; v.s_ = std::move(json); return v;
   }
 
   // In-place updates for hot accumulators (count, sum): no temporary Value is built.
+  // Only a string or JSON value holds characters: updating a number in place (a count)
+  // leaves the string, on the next cache line of a state entry, untouched.
   void SetInt(int64_t i) {
+    if (HoldsText()) s_.clear();
     type_ = ValueType::kInt;
     key_hash_known_ = false;
     i_ = i;
-    s_.clear();
   }
   void SetDouble(double d) {
+    if (HoldsText()) s_.clear();
     type_ = ValueType::kDouble;
     key_hash_known_ = false;
     d_ = d;
-    s_.clear();
   }
   void SetString(std::string_view s) {
     type_ = ValueType::kString;
@@ -68,6 +74,10 @@ class Value {
   // value forgets it (Python memoises its strings' hashes the same way).
   void SetStringWithKeyHash(std::string_view s, uint64_t hash) {
     SetString(s);
+    MemoiseKeyHash(hash);
+  }
+  // The same for a value that already holds the string s (its key hash is `hash`).
+  void MemoiseKeyHash(uint64_t hash) {
     i_ = static_cast<int64_t>(hash);
     key_hash_known_ = true;
   }
@@ -91,6 +101,7 @@ class Value {
     return type_ == ValueType::kInt ? static_cast<double>(i_)
                                     : (type_ == ValueType::kDouble ? d_ : 0.0);
   }
+  bool HoldsText() const { return type_ == ValueType::kString || type_ == ValueType::kJson; }
   // String contents (kString) or JSON text (kJson).
   const std::string& str() const { return s_; }
   std::string& mutable_str() {
@@ -110,6 +121,7 @@ class Value {
  private:
   ValueType type_ = ValueType::kNull;
   bool key_hash_known_ = false;  // kString only: i_ holds its key hash
+  // s_ is empty unless HoldsText(): every setter of another type clears it.
   union {
     int64_t i_ = 0;
     double d_;
@@ -325,6 +337,14 @@ class Record {
     return fields_
         .emplace_back(std::piecewise_construct, std::forward_as_tuple(name),
                       std::forward_as_tuple())
+        .second;
+  }
+  // AppendSlot(name) holding the string `s`, built in place: the token producer's path.
+  Value& AppendString(std::string_view name, std::string_view s) {
+    Grow();
+    return fields_
+        .emplace_back(std::piecewise_construct, std::forward_as_tuple(name),
+                      std::forward_as_tuple(Value::InPlaceString{}, s))
         .second;
   }
   bool Erase(std::string_view name);

@@ -55,7 +55,7 @@ uint64_t LeaseSize(uint64_t records, double seconds, double horizon) {
 
 uint64_t NextLeaseSize(uint64_t previous, uint64_t records, double seconds, double latency_s) {
   const double horizon = std::max(kLeaseSeconds, 2 * latency_s);
-  return std::max(kMinLease, std::min(LeaseSize(records, seconds, horizon), 2 * previous));
+  return std::max(kMinLease, std::min(LeaseSize(records, seconds, horizon), kLeaseGrowth * previous));
 }
 
 ReadAhead::ReadAhead(Persist persist) : persist_(std::move(persist)) {

@@ -16,7 +16,10 @@
 // would cap a run at a few tens of thousands of events/s. A lease lets one FULL commit
 // cover many batches: it says "records up to count N may have been processed". It is
 // sized from the source's observed rate (about kLeaseSeconds of records, or longer when
-// commits are slow; between kMinLease and kMaxLease, growing at most twofold per lease),
+// commits are slow; between kMinLease and kMaxLease, growing at most kLeaseGrowth-fold per
+// lease: a burst cannot inflate it at once, and a fast source still reaches its size in a
+// few leases — at twofold, the first dozen leases of a fast file each held it up for an
+// fsync, a tenth of a second at the start of a run),
 // so a fast source commits a few times a second and a slow or
 // rate-limited one does not skip seconds of input on resume. Records, not bytes: counts
 // are comparable across every source type (a byte offset cannot be extrapolated), and a
@@ -99,6 +102,7 @@ bool DecodeLeases(const std::string& text, std::vector<ReadAheadLease>* leases);
 // unknown when 0): about `horizon` seconds of input, within [kMinLease, kMaxLease].
 constexpr uint64_t kMinLease = 1024;
 constexpr uint64_t kMaxLease = uint64_t{1} << 22;
+constexpr uint64_t kLeaseGrowth = 8;
 constexpr double kLeaseSeconds = 0.25;
 uint64_t LeaseSize(uint64_t records, double seconds, double horizon = kLeaseSeconds);
 // The lease after one of `previous` records: LeaseSize over a horizon of kLeaseSeconds or

@@ -114,7 +114,7 @@ class KeyedState {
 
  private:
   static constexpr uint64_t kFree = UINT64_MAX;  // the epoch of an erased entry
-  struct Entry {
+  struct alignas(64) Entry {
     std::string key;
     uint64_t epoch = 0;  // every update writes it, next to the key and the first value
     StateValue value;

@@ -56,13 +56,14 @@ TEST_CASE("leases encode and decode, names with spaces included") {
   CHECK_FALSE(DecodeLeases("gen 0 1 9 3 \n", &out));  // a lease behind its own position
 }
 
-TEST_CASE("lease sizes follow the rate and the commit latency, within bounds, at most doubling") {
+TEST_CASE("lease sizes follow the rate and the commit latency, within bounds, growing 8x at most") {
   CHECK(LeaseSize(0, 0) == kMinLease);
   CHECK(LeaseSize(100, 1.0) == kMinLease);  // slow: the minimum
   CHECK(LeaseSize(400000, 1.0) == static_cast<uint64_t>(400000 * kLeaseSeconds));
   CHECK(LeaseSize(400000, 1.0, 2.0) == 800000);
   CHECK(LeaseSize(uint64_t{1} << 40, 0.001) == kMaxLease);
-  CHECK(NextLeaseSize(1024, uint64_t{1} << 40, 0.001, 0) == 2048);
+  CHECK(NextLeaseSize(1024, uint64_t{1} << 40, 0.001, 0) == 1024 * kLeaseGrowth);
+  CHECK(NextLeaseSize(1024, 20, 0.001, 0) == 5000);  // 20,000/s: a quarter second
   CHECK(NextLeaseSize(1024, 10, 1.0, 0) == kMinLease);
   // A slow commit (1 s) makes the next lease cover 2 s of input.
   CHECK(NextLeaseSize(1 << 20, 100000, 1.0, 1.0) == 200000);
