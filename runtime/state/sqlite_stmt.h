@@ -25,31 +25,14 @@ class Stmt {
     if (st_) sqlite3_bind_int64(st_, i, v);
     return *this;
   }
-  Stmt& Bind(int i, std::string_view text) {
-    if (st_)
-      sqlite3_bind_text(st_, i, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& BindBlob(int i, std::string_view b) {
-    // A zero-length blob must stay a blob, not NULL (NULL is a tombstone).
-    if (st_)
-      sqlite3_bind_blob(st_, i, b.empty() ? "" : b.data(), static_cast<int>(b.size()),
-                        SQLITE_TRANSIENT);
-    return *this;
-  }
+  Stmt& Bind(int i, std::string_view text) { return BindText(i, text, SQLITE_TRANSIENT); }
+  // A zero-length blob stays a blob, not NULL (NULL is a tombstone).
+  Stmt& BindBlob(int i, std::string_view b) { return BindBytes(i, b, SQLITE_TRANSIENT); }
   // Without a copy: the bytes must stay valid and unchanged until the statement is
   // finalised or the parameter is bound again (for a hot insert loop over data that
   // outlives the statement; the copies of Bind were a malloc and free per value).
-  Stmt& BindStatic(int i, std::string_view text) {
-    if (st_) sqlite3_bind_text(st_, i, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
-    return *this;
-  }
-  Stmt& BindBlobStatic(int i, std::string_view b) {
-    if (st_)
-      sqlite3_bind_blob(st_, i, b.empty() ? "" : b.data(), static_cast<int>(b.size()),
-                        SQLITE_STATIC);
-    return *this;
-  }
+  Stmt& BindStatic(int i, std::string_view text) { return BindText(i, text, SQLITE_STATIC); }
+  Stmt& BindBlobStatic(int i, std::string_view b) { return BindBytes(i, b, SQLITE_STATIC); }
   Stmt& BindNull(int i) {
     if (st_) sqlite3_bind_null(st_, i);
     return *this;
@@ -85,6 +68,16 @@ class Stmt {
   }
 
  private:
+  Stmt& BindText(int i, std::string_view text, sqlite3_destructor_type how) {
+    if (st_) sqlite3_bind_text(st_, i, text.data(), static_cast<int>(text.size()), how);
+    return *this;
+  }
+  Stmt& BindBytes(int i, std::string_view b, sqlite3_destructor_type how) {
+    if (st_)
+      sqlite3_bind_blob(st_, i, b.empty() ? "" : b.data(), static_cast<int>(b.size()), how);
+    return *this;
+  }
+
   sqlite3* db_;
   sqlite3_stmt* st_ = nullptr;
   int rc_ = SQLITE_OK;
