@@ -31,6 +31,7 @@ namespace {
 class AggregateOperator : public KeyedFold<AggregateOperator> {
  public:
   explicit AggregateOperator(const NodeSpec& spec) : KeyedFold(spec, "aggregate"), aggs_(spec) {}
+  static constexpr size_t kStateValues = 2;  // or more: one slot per aggregate
 
   Status Fold(const Record& rec, const HashedKey& key, KeyedState& state, bool* changed) {
     Status st;

@@ -19,6 +19,7 @@ namespace {
 class CountOperator : public KeyedFold<CountOperator> {
  public:
   explicit CountOperator(const NodeSpec& spec) : KeyedFold(spec, "count") {}
+  static constexpr size_t kStateValues = 1;
 
   Status Fold(const Record& rec, const HashedKey& key, KeyedState& state, bool* changed) {
     StateValue& v = state.Upsert(key);

@@ -91,11 +91,12 @@ class BatchKeys {
   // Call once per record i, before applying it (after PrefetchStart): prefetches the index
   // slot of the key kPrefetchDistance records ahead and the value of the key half as far
   // ahead, whose slot was prefetched by then.
-  void Prefetch(const KeyedState& state, size_t i) const {
+  // `values`: how many state values per key the operator touches (KeyedState::PrefetchValue).
+  void Prefetch(const KeyedState& state, size_t i, size_t values) const {
     const size_t slot = i + kPrefetchDistance;
     const size_t value = i + kPrefetchDistance / 2;
     if (slot < spans_.size() && has(slot)) state.Prefetch(hashed(slot));
-    if (value < spans_.size() && has(value)) state.PrefetchValue(hashed(value));
+    if (value < spans_.size() && has(value)) state.PrefetchValue(hashed(value), values);
   }
   // Before the first Prefetch(state, 0): the slots of the first keys.
   void PrefetchStart(const KeyedState& state) const {
@@ -187,6 +188,8 @@ inline bool KeyRecord(std::string_view key, const std::vector<std::string>& fiel
 //   Status Fold(const Record& rec, const HashedKey& key, KeyedState& state, bool* changed);
 //     folds rec into key's state and sets *changed, or reports a data error itself
 //   void EmitKey(std::string_view key, const StateValue& value, Emitter& out);
+//   static constexpr size_t kStateValues: how many state values per key Fold touches (1,
+//     or 2 for "more than one")
 template <typename Derived>
 class KeyedFold : public Operator {
  public:
@@ -206,7 +209,7 @@ class KeyedFold : public Operator {
     keys_.Encode(in, key_fields_);  // to prefetch ahead (see BatchKeys)
     keys_.PrefetchStart(state);
     for (size_t i = 0; i < in.size(); ++i) {
-      keys_.Prefetch(state, i);
+      keys_.Prefetch(state, i, Derived::kStateValues);
       if (!keys_.has(i)) {
         // Reports the missing key field through on_error.
         if (!ExtractKey(in[i], key_fields_, op_name_, ctx_->errors, &key_, &st) && !st.ok()) {

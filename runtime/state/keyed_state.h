@@ -58,8 +58,11 @@ class KeyedState {
   // Second stage, a few keys after Prefetch(key): reads the slot (cached by now) and
   // starts loading the entry — key, epoch and the first values, the other miss of an
   // update — without comparing the key yet (that would wait for the entry).
-  void PrefetchValue(const HashedKey& key) const {
-    index_.PrefetchEntries(key.hash, entries_.data(), 192);
+  // `values`: how many of the entry's first values the caller will touch (entries are
+  // cache-line aligned; the key, epoch and first value share the first line, so a count
+  // needs one line where a sum and a count need three).
+  void PrefetchValue(const HashedKey& key, size_t values = 2) const {
+    index_.PrefetchEntries(key.hash, entries_.data(), values <= 1 ? 64 : sizeof(Entry));
   }
   // Removes `key`; returns whether it existed. Records a tombstone for checkpoints.
   bool Erase(std::string_view key) {
