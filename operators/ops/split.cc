@@ -13,8 +13,8 @@
 
 #include "absl/base/attributes.h"
 #include "operators/common/option_defs.h"
-#include "runtime/core/key.h"
 #include "operators/defs.h"
+#include "runtime/core/key.h"
 
 namespace onceflow::ops {
 

@@ -27,10 +27,6 @@ namespace onceflow {
 
 class KeyedState;
 
-// Appends records to the batch the executor routes downstream after the call returns.
-// Not virtual on purpose: one inline push_back per record.
-class Emitter;
-
 // The edge downstream of a chain's last operator, when it is partitioned by the hash of
 // one field (see Emitter::hashed).
 struct HashedOutput {
@@ -39,6 +35,8 @@ struct HashedOutput {
   size_t placed = 0;                          // records placed in parts by this call
 };
 
+// Appends records to the batch the executor routes downstream after the call returns.
+// Not virtual on purpose: one inline push_back per record.
 class Emitter {
  public:
   explicit Emitter(RecordBatch* out, HashedOutput* hashed = nullptr)

@@ -640,7 +640,15 @@ Status Executor::Impl::ProcessFrom(Task& t, size_t first, int port, RecordBatch&
     if (hashed != nullptr) hashed->placed = 0;
     Emitter em(&m.out, hashed);
     m.ctx.channel = t.in_channel;
-    ONCEFLOW_RETURN_IF_ERROR(m.op->Process(port, *cur, em));
+    if (Status st = m.op->Process(port, *cur, em); !st.ok()) {
+      // Like m.out, what a failed call placed is abandoned: staging must not carry it
+      // into the next routed batch.
+      if (hashed != nullptr) {
+        for (RecordBatch& b : *hashed->parts) b.clear();
+        hashed->placed = 0;
+      }
+      return st;
+    }
     const size_t placed = hashed != nullptr ? hashed->placed : 0;
     m.metrics->processed.fetch_add(cur->size(), std::memory_order_relaxed);  // after drops
     m.metrics->emitted.fetch_add(m.out.size() + placed, std::memory_order_relaxed);

@@ -39,6 +39,7 @@ struct World {
   std::atomic<bool> flushed_since_write{false};  // a Flush(false) after the last Write
   std::atomic<int> opens{0};
   std::atomic<int> closes{0};
+  std::atomic<int> placed_calls{0};  // PlaceOp calls offered a hashed output
 };
 World* g_world = nullptr;
 
@@ -114,6 +115,27 @@ class PassOp : public Operator {
   }
   Status Close() override {
     g_world->closes++;
+    return Status::Ok();
+  }
+};
+
+// Passes records through like PassOp, but places them in the partitions of a hashed
+// out-edge on `k` itself when the executor offers one (Emitter::hashed), as split does.
+class PlaceOp : public Operator {
+ public:
+  Status Open(NodeContext&) override { return Status::Ok(); }
+  Status Process(int, RecordBatch& in, Emitter& out) override {
+    HashedOutput* hashed = out.hashed();
+    if (hashed == nullptr || hashed->field != "k") {
+      for (Record& r : in) out.Emit(std::move(r));
+      return Status::Ok();
+    }
+    g_world->placed_calls++;
+    const int n = static_cast<int>(hashed->parts->size());
+    for (Record& r : in) {
+      (*hashed->parts)[StringKeyPartition(r.Get("k")->str(), n)].push_back(std::move(r));
+      ++hashed->placed;
+    }
     return Status::Ok();
   }
 };
@@ -262,6 +284,7 @@ Registry MakeRegistry(int64_t gen_count) {
   AddSource(reg, "quiet", 100, 10, /*idle_at_end=*/true);
   AddOperator(reg, "pass", [] { return std::make_unique<PassOp>(); });
   AddOperator(reg, "count", [] { return std::make_unique<CountOp>(); });
+  AddOperator(reg, "place", [] { return std::make_unique<PlaceOp>(); });
   for (bool fail_open : {false, true}) {
     NodeTypeDef d;
     d.kind = NodeKind::kSink;
@@ -411,6 +434,47 @@ TEST_CASE("parallelism 2: hash keeps each key on one instance; counts are comple
   CHECK(w.finish_calls == 2);
   CHECK(StatsOf(stats, "counts").processed == 10000);
   CHECK(StatsOf(stats, "counts").emitted == 10);
+}
+
+TEST_CASE("a tail that places its output in hashed partitions feeds the right instances") {
+  // Emitter::hashed: the executor offers the edge's partitions to the chain's last
+  // operator and skips routing what it placed. Counts are complete, each key on one
+  // instance, and the placed records count as emitted.
+  for (int p : {2, 3}) {
+    World& w = ResetWorld();
+    Registry reg = MakeRegistry(10000);
+    PipelineSpec s = MakePipeline({Src("src"), Op("place", {{"src"}}, 1, "place"),
+                                   Op("counts", {{"place"}}, p, "count", {"k"}),
+                                   Snk("out", {{"counts"}})});
+    RunStats stats;
+    Status st = RunPipeline(s, reg, &stats);
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    CHECK(w.placed_calls > 0);
+    const auto& out = w.sunk["out"];
+    REQUIRE(out.size() == 10);
+    std::set<int64_t> instances;
+    for (const Record& r : out) {
+      CHECK(r.Get("count")->as_int() == 1000);
+      const int want = StringKeyPartition(r.Get("k")->str(), p);
+      CHECK(r.Get("instance")->as_int() == want);
+      instances.insert(r.Get("instance")->as_int());
+    }
+    CHECK(instances.size() > 1);
+    CHECK(StatsOf(stats, "place").emitted == 10000);
+    CHECK(StatsOf(stats, "counts").processed == 10000);
+  }
+  // Not offered when the tail feeds two edges.
+  World& w = ResetWorld();
+  Registry reg = MakeRegistry(1000);
+  PipelineSpec s = MakePipeline({Src("src"), Op("place", {{"src"}}, 1, "place"),
+                                 Op("counts", {{"place"}}, 2, "count", {"k"}),
+                                 Snk("out", {{"counts"}}), Snk("side", {{"place"}})});
+  RunStats stats;
+  Status st = RunPipeline(s, reg, &stats);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  CHECK(w.placed_calls == 0);
+  CHECK(w.sunk["side"].size() == 1000);
+  CHECK(w.sunk["out"].size() == 10);
 }
 
 TEST_CASE("Finish output flows down the rest of the chain before the next Finish") {
