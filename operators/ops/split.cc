@@ -67,9 +67,9 @@ class SplitOperator : public Operator {
     size_t placed = 0;
     for (const Record& rec : in) {
       ONCEFLOW_RETURN_IF_ERROR(ForEachToken(rec, [&](std::string_view tok) {
-        const bool plain = !HasNul(tok);
-        const uint64_t h = plain ? StableHashOfStringKey(tok) : 0;
-        Record& o = parts[plain ? HashToPartition(h, n) : StringKeyPartition(tok, n)].emplace_back();
+        bool plain;
+        const uint64_t h = StringKeyHash(tok, &plain);
+        Record& o = parts[HashToPartition(h, n)].emplace_back();
         Value& token = o.AppendString(into_, tok);
         if (plain) token.MemoiseKeyHash(h);
         CopyRest(rec, o);

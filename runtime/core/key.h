@@ -55,15 +55,23 @@ inline int HashToPartition(uint64_t hash, int n) {
   const uint64_t m = static_cast<uint64_t>(n);
   return static_cast<int>((m & (m - 1)) == 0 ? hash & (m - 1) : hash % m);
 }
-// The partition (of n) that hash partitioning on one field sends a record to when that
-// field holds the string `s`: HashToPartition(StableHash(encoding of the key)). The one
-// definition shared by the hash partitioner and operators that place their output in
-// partitions themselves (Emitter::hashed).
-inline int StringKeyPartition(std::string_view s, int n) {
-  if (!HasNul(s)) return HashToPartition(StableHashOfStringKey(s), n);
+// StableHash of the key encoding of the one-field string key `s`, with or without NUL
+// bytes. *plain: s holds none, so the hash is StableHashOfStringKey(s) (what a value may
+// memoise, Value::MemoiseKeyHash); otherwise it is hashed from the escaped encoding.
+inline uint64_t StringKeyHash(std::string_view s, bool* plain) {
+  *plain = !HasNul(s);
+  if (*plain) return StableHashOfStringKey(s);
   std::string key;
   EncodeValue(Value::String(s), &key);
-  return HashToPartition(StableHash(key), n);
+  return StableHash(key);
+}
+// The partition (of n) that hash partitioning on one field sends a record to when that
+// field holds the string `s`: HashToPartition(StringKeyHash(s)). The one definition
+// shared by the hash partitioner and operators that place their output in partitions
+// themselves (Emitter::hashed).
+inline int StringKeyPartition(std::string_view s, int n) {
+  bool plain;
+  return HashToPartition(StringKeyHash(s, &plain), n);
 }
 
 

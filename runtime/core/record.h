@@ -67,21 +67,16 @@ class Value {
     key_hash_known_ = false;
     s_.assign(s.data(), s.size());
   }
-  // A string together with its key hash, StableHashOfStringKey(s) (key.h; s holds no NUL
-  // byte), set by a producer that computed the hash anyway — split, placing each token in
-  // the partition of a keyed consumer — so that the consumer does not hash the same bytes
-  // again. The hash lives in the union a string does not use; every later change of the
-  // value forgets it (Python memoises its strings' hashes the same way).
-  void SetStringWithKeyHash(std::string_view s, uint64_t hash) {
-    SetString(s);
-    MemoiseKeyHash(hash);
-  }
-  // The same for a value that already holds the string s (its key hash is `hash`).
+  // Memoises the key hash of the string this value holds, StableHashOfStringKey(s) (key.h;
+  // s holds no NUL byte), for a producer that computed it anyway — split, placing each
+  // token in the partition of a keyed consumer — so that the consumer does not hash the
+  // same bytes again. The hash lives in the union a string does not use; every later
+  // change of the value forgets it (Python memoises its strings' hashes the same way).
   void MemoiseKeyHash(uint64_t hash) {
     i_ = static_cast<int64_t>(hash);
     key_hash_known_ = true;
   }
-  // The key hash SetStringWithKeyHash memoised, if this is still that string.
+  // The key hash MemoiseKeyHash stored, if this is still that string.
   bool KnownKeyHash(uint64_t* hash) const {
     if (!key_hash_known_) return false;
     *hash = static_cast<uint64_t>(i_);

@@ -123,7 +123,8 @@ TEST_CASE("HashToPartition is the hash modulo the partition count") {
 
 TEST_CASE("a memoised key hash lasts only as long as its string") {
   Value v;
-  v.SetStringWithKeyHash("word", 42);
+  v.SetString("word");
+  v.MemoiseKeyHash(42);
   uint64_t h = 0;
   REQUIRE(v.KnownKeyHash(&h));
   CHECK(h == 42);
@@ -137,11 +138,13 @@ TEST_CASE("a memoised key hash lasts only as long as its string") {
   moved.mutable_str() += "s";
   CHECK_FALSE(moved.KnownKeyHash(&h));
   Value n;
-  n.SetStringWithKeyHash("x", 1);
+  n.SetString("x");
+  n.MemoiseKeyHash(1);
   n.SetInt(5);
   CHECK_FALSE(n.KnownKeyHash(&h));
   CHECK(n.as_int() == 5);
-  n.SetStringWithKeyHash("x", 1);
+  n.SetString("x");
+  n.MemoiseKeyHash(1);
   n.SetDouble(0.5);
   CHECK_FALSE(n.KnownKeyHash(&h));
   CHECK_FALSE(Value::String("plain").KnownKeyHash(&h));

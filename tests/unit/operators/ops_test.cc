@@ -358,7 +358,7 @@ TEST_CASE("BatchKeys encodes every key as EncodeKey does and hashes it as KeyMap
   RecordBatch memo;
   for (const std::string& w : {std::string("word"), std::string(""), std::string(40, 'y')}) {
     Record r;
-    r.AppendSlot("k").SetStringWithKeyHash(w, StableHashOfStringKey(w));
+    r.AppendString("k", w).MemoiseKeyHash(StableHashOfStringKey(w));
     memo.push_back(std::move(r));
   }
   ops::BatchKeys memo_keys;
