@@ -215,7 +215,7 @@ class CheckpointWriter {
 
 class StateStore {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   // PRAGMA application_id of every onceflow state file: "ONCF".
   static constexpr int32_t kApplicationId = 0x4F4E4346;
 

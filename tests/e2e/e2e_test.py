@@ -730,11 +730,14 @@ def sigkill_during_schema_migration():
         y = gen_pipeline(d, count=100000)
         state = os.path.join(d, "gen.state.db")
         # A stopped run leaves a checkpoint to resume; then the file is turned into a
-        # version-2 file (before dedup mode's tables), as an older onceflow wrote it.
+        # version-2 file (before dedup mode's tables, and with the index state_by_version
+        # where version 4 keeps key lists), as an older onceflow wrote it.
         expect_rc(run(["run", y, "-q", "--state", state, "--max-events", "30000"], cwd=d), 0)
         db = sqlite3.connect(state)
-        for t in ("dedup_channels", "dedup_outbox", "dedup_changes", "dedup_state", "dedup_sinks"):
+        for t in ("dedup_channels", "dedup_outbox", "dedup_changes", "dedup_state", "dedup_sinks",
+                  "state_keys"):
             db.execute(f"DROP TABLE {t}")
+        db.execute("CREATE INDEX state_by_version ON state(version)")
         db.execute("PRAGMA user_version = 2")
         db.commit()
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -751,7 +754,11 @@ def sigkill_during_schema_migration():
         expect_rc(run(["run", y, "-q", "--state", state], cwd=d), 0)  # migrates, resumes
         with open(state, "rb") as f:
             f.seek(60)
-            check(int.from_bytes(f.read(4), "big") == 3, "migrated to version 3")
+            check(int.from_bytes(f.read(4), "big") == 4, "migrated to version 4")
+        db = sqlite3.connect(state)
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        db.close()
+        check("state_keys" in names and "state_by_version" not in names, f"key lists: {names}")
         check(last_per_key(read_jsonl(os.path.join(d, "out.jsonl"))) == expected_counts(100000),
               "the resumed run's counts are exact")
 

@@ -80,9 +80,10 @@ uint64_t JSize(StateStore* s, const std::string& node, int instance) {
   return n;
 }
 
-// A version-1 file: v2 is v1 plus the `journal` table, so a v2 file with that table
-// dropped and user_version set back to 1 is byte-for-byte what a v1 build wrote (schema
-// and rows). Holds two checkpoints of state "n"/"k".
+// A version-1 file: the current schema without what versions 2 to 4 added (the
+// `journal` and dedup_* tables, `state_keys` in place of the index state_by_version) and
+// with user_version set back to 1 is what a v1 build wrote (schema and rows). Holds two
+// checkpoints of state "n"/"k".
 void MakeV1File(const std::string& path) {
   {
     auto s = MustOpen(path);
@@ -94,6 +95,7 @@ void MakeV1File(const std::string& path) {
   SqlExec(db,
           "DROP TABLE journal; DROP TABLE dedup_channels; DROP TABLE dedup_outbox;"
           " DROP TABLE dedup_changes; DROP TABLE dedup_state; DROP TABLE dedup_sinks;"
+          " DROP TABLE state_keys; CREATE INDEX state_by_version ON state(version);"
           " PRAGMA user_version=1");
   SqlExec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
   sqlite3_close(db);
@@ -381,7 +383,10 @@ TEST_CASE("a newer version committed only to the WAL is refused, and nothing is 
     std::unique_ptr<StateStore> s;
     Status st = StateStore::Open(path, "p", Mode(false, read_only), &s);
     CHECK(st.code() == Status::Code::kState);
-    CHECK(st.message().find("schema 4, this build reads up to 3") != std::string::npos);
+    const std::string want = "schema " + std::to_string(StateStore::kSchemaVersion + 1) +
+                             ", this build reads up to " +
+                             std::to_string(StateStore::kSchemaVersion);
+    CHECK(st.message().find(want) != std::string::npos);
   }
   CHECK(ReadAll(path) == main_before);
   CHECK(ReadAll(path + "-wal") == wal_before);

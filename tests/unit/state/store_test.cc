@@ -12,9 +12,12 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
+#include <tuple>
 
 #include "doctest/doctest.h"
+#include "runtime/state/key_lists.h"
 #include "test_util.h"
 
 namespace onceflow {
@@ -71,6 +74,40 @@ int64_t CountRows(const std::string& path, const char* sql) {
   sqlite3_finalize(st);
   sqlite3_close(db);
   return n;
+}
+
+// The key lists' invariant (key_lists.h): every state row is listed under its version,
+// and no version that is gone keeps a list.
+void CheckKeyLists(const std::string& path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  std::set<std::tuple<int64_t, std::string, std::string>> rows, listed;
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT version, node, key FROM state", -1, &st, nullptr) ==
+          SQLITE_OK);
+  std::set<int64_t> versions;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const auto* node = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+    std::string key(static_cast<const char*>(sqlite3_column_blob(st, 2)),
+                    static_cast<size_t>(sqlite3_column_bytes(st, 2)));
+    rows.emplace(sqlite3_column_int64(st, 0), node, key);
+    versions.insert(sqlite3_column_int64(st, 0));
+  }
+  sqlite3_finalize(st);
+  for (int64_t v : versions) {
+    Status read = ForEachListedKey(db, path, v, [&](std::string_view n, std::string_view k) {
+      listed.emplace(v, std::string(n), std::string(k));
+      return Status::Ok();
+    });
+    REQUIRE(read.ok());
+  }
+  sqlite3_close(db);
+  for (const auto& r : rows) {
+    CHECK_MESSAGE(listed.count(r) == 1, "row of version " << std::get<0>(r) << " key "
+                                                          << std::get<2>(r) << " is not listed");
+  }
+  CHECK(CountRows(path, "SELECT count(*) FROM state_keys WHERE version NOT IN"
+                        " (SELECT id FROM checkpoints)") == 0);
 }
 
 TEST_CASE("a new state file is created 0600 whatever the umask, and reopens") {
@@ -179,7 +216,7 @@ TEST_CASE("refused files are reported as state errors and left byte-identical") 
     bytes[62] = 0;
     bytes[63] = 7;  // user_version = 7
     WriteAll(path, bytes);
-    refuse(path, "p", "written by a newer onceflow: schema 7, this build reads up to 3");
+    refuse(path, "p", "written by a newer onceflow: schema 7, this build reads up to 4");
   }
   SUBCASE("a state file of another pipeline") {
     refuse(good, "other", "belongs to pipeline 'p', not 'other'");
@@ -510,6 +547,7 @@ TEST_CASE("prune keeps retained checkpoints restorable exactly and drops what no
   // line; no row belongs to a checkpoint that is gone, and none is listed.
   CHECK(CountRows(path, "SELECT count(*) FROM checkpoints WHERE status='merged'") == 4);
   CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
+  CheckKeyLists(path);
   CHECK(CountRows(path, "SELECT count(*) FROM state") <= rows_before);
   CheckpointDetail d;
   CHECK(s->Show(2, &d).code() == Status::Code::kState);  // merged: not shown
@@ -521,6 +559,7 @@ TEST_CASE("prune keeps retained checkpoints restorable exactly and drops what no
   REQUIRE(s->Delete(3).ok());
   CHECK(snapshot(8) == before[8]);
   CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
+  CheckKeyLists(path);
   REQUIRE(s->List(&list).ok());
   CHECK(list.size() == 1);
 }
@@ -563,6 +602,7 @@ TEST_CASE("pruning behind incremental checkpoints stays exact and compacts super
   const int64_t rows = CountRows(path, "SELECT count(*) FROM state");
   CHECK(rows <= 200 + 20 * (8 + 3 + 1));
   CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
+  CheckKeyLists(path);
   // A replay from the oldest retained checkpoint branches off the chain; both lines stay
   // exact, and deleting the abandoned line's checkpoints drops their rows.
   std::vector<CheckpointInfo> list;
@@ -581,6 +621,7 @@ TEST_CASE("pruning behind incremental checkpoints stays exact and compacts super
   CHECK(Restore(s.get(), from, "count") == expect[from]);
   CHECK(Restore(s.get(), branch, "count") == want);
   CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
+  CheckKeyLists(path);
 }
 
 TEST_CASE("a replay starts a new line of history; both lines stay restorable") {
@@ -608,11 +649,99 @@ TEST_CASE("a replay starts a new line of history; both lines stay restorable") {
   REQUIRE(s->Delete(cp1).ok());
   CHECK(Restore(s.get(), cp3, "n") == M{{"a", v1}, {"b", v1}, {"c", v3}});
   CHECK(Restore(s.get(), cp2, "n") == M{{"a", v2}});
+  CheckKeyLists(path);
   CHECK(s->StartLine(cp1).code() == Status::Code::kState);  // gone
   REQUIRE(s->StartLine(0).ok());                            // --from-checkpoint none
   REQUIRE(s->LatestCompleted(&head).ok());
   CHECK(head == 0);
   CHECK(Checkpoint(s.get(), {}) == 4);
+}
+
+void SqlOn(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  INFO((err ? err : ""));
+  sqlite3_free(err);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+TEST_CASE("a version-3 file gets key lists; its checkpoints restore and prune as before") {
+  TempDir dir;
+  std::string path = dir.File("p.state.db");
+  auto s = MustOpen(path);
+  std::mt19937 rng(5);
+  const std::vector<std::string> nodes = {"count", "window"};
+  auto snapshot = [&](int64_t id) {
+    std::map<std::string, std::map<std::string, std::string>> all;
+    for (const auto& n : nodes) all[n] = Restore(s.get(), id, n);
+    return all;
+  };
+  auto checkpoint = [&](int cp) {
+    Changes c;
+    for (int i = 0; i < 50; ++i) {
+      std::string key = "k" + std::to_string(rng() % 60);
+      c[{nodes[rng() % 2], key}] = (rng() % 4 == 0) ? kErase : Enc({Value::Int(cp)});
+    }
+    return Checkpoint(s.get(), c);
+  };
+  for (int cp = 0; cp < 12; ++cp) {
+    checkpoint(cp);
+    REQUIRE(s->Prune(3, nullptr).ok());  // leaves merged bases behind
+  }
+  std::map<int64_t, decltype(snapshot(0))> before;
+  std::vector<CheckpointInfo> list;
+  REQUIRE(s->List(&list).ok());
+  for (const auto& i : list) before[i.id] = snapshot(i.id);
+  s.reset();
+  // What a version-3 build wrote: no key lists, the index on state(version).
+  SqlOn(path,
+        "DROP TABLE state_keys; CREATE INDEX state_by_version ON state(version);"
+        " PRAGMA user_version=3; PRAGMA wal_checkpoint(TRUNCATE)");
+  s = MustOpen(path);
+  CHECK(s->schema_version() == 4);
+  CHECK(CountRows(path, "SELECT count(*) FROM sqlite_master WHERE name='state_by_version'") == 0);
+  CHECK(CountRows(path, "SELECT count(*) FROM state_keys") > 0);
+  CheckKeyLists(path);
+  for (const auto& [id, want] : before) CHECK(snapshot(id) == want);
+  // Prune, compaction and Delete work from the migrated lists.
+  for (int cp = 12; cp < 24; ++cp) {
+    const int64_t id = checkpoint(cp);
+    before[id] = snapshot(id);
+    REQUIRE(s->Prune(2, nullptr).ok());
+  }
+  REQUIRE(s->List(&list).ok());
+  REQUIRE(list.size() == 2);
+  REQUIRE(s->Delete(list[0].id).ok());
+  CHECK(snapshot(list[1].id) == before[list[1].id]);
+  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
+  CheckKeyLists(path);
+}
+
+TEST_CASE("a corrupt key list is a state error, and the prune it stopped changes nothing") {
+  TempDir dir;
+  std::string path = dir.File("p.state.db");
+  auto s = MustOpen(path);
+  const std::string v = Enc({Value::Int(1)});
+  const int64_t first = Checkpoint(s.get(), {{{"n", "a"}, v}, {{"n", "b"}, v}});
+  const int64_t second = Checkpoint(s.get(), {{{"n", "a"}, kErase}});
+  REQUIRE(s->StartLine(first).ok());
+  const int64_t third = Checkpoint(s.get(), {{{"n", "c"}, v}});
+  // A length that runs past the end of the blob. Deleting `first`, a branch point, hands
+  // its rows down to both children through its list.
+  SqlOn(path, ("UPDATE state_keys SET keys=x'7f61' WHERE version=" + std::to_string(first)).c_str());
+  Status st = s->Delete(first);
+  CHECK(st.code() == Status::Code::kState);
+  CHECK(st.message().find("the key list of checkpoint " + std::to_string(first) + " is corrupt") !=
+        std::string::npos);
+  std::vector<CheckpointInfo> list;
+  REQUIRE(s->List(&list).ok());
+  CHECK(list.size() == 3);
+  using M = std::map<std::string, std::string>;
+  CHECK(Restore(s.get(), second, "n") == M{{"b", v}});
+  CHECK(Restore(s.get(), third, "n") == M{{"a", v}, {"b", v}, {"c", v}});
 }
 
 TEST_CASE("state values round-trip through their versioned encoding") {
