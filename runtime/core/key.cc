@@ -169,12 +169,9 @@ bool DecodeKey(std::string_view key, const std::vector<std::string>& fields, Rec
 
 namespace {
 
-constexpr uint64_t kP0 = 0xa0761d6478bd642full, kP1 = 0xe7037ed1a0b428dbull;
+constexpr uint64_t kP0 = internal::kHashP0, kP1 = internal::kHashP1;
 
-inline uint64_t Mix(uint64_t a, uint64_t b) {
-  __uint128_t r = static_cast<__uint128_t>(a) * b;
-  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
-}
+inline uint64_t Mix(uint64_t a, uint64_t b) { return internal::HashMix(a, b); }
 
 // Bytes [from, from + count) of `s` (count <= 8) as a little-endian word, zero beyond the
 // end of `s`. Short runs are assembled from overlapping loads (the overlapping bytes land

@@ -49,6 +49,44 @@ uint64_t StableHash(std::string_view bytes);
 // encoding then).
 uint64_t StableHashOfStringKey(std::string_view s);
 
+namespace internal {
+inline constexpr uint64_t kHashP0 = 0xa0761d6478bd642full, kHashP1 = 0xe7037ed1a0b428dbull;
+inline uint64_t HashMix(uint64_t a, uint64_t b) {
+  const __uint128_t r = static_cast<__uint128_t>(a) * b;
+  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+}
+}  // namespace internal
+
+// Bytes a caller of StableHashOfStringKeyPadded guarantees readable from s.data().
+inline constexpr size_t kStringKeyHashPadding = 16;
+// StableHashOfStringKey(s), for `s` followed in memory by readable bytes up to
+// s.data() + kStringKeyHashPadding (their contents do not matter). A key of up to 13
+// bytes — a word — is hashed from two unaligned loads, masked, without a branch on its
+// length: StableHashOfStringKey's loads branch on it, and word lengths do not predict.
+inline uint64_t StableHashOfStringKeyPadded(std::string_view s) {
+  using internal::HashMix;
+  using internal::kHashP0;
+  using internal::kHashP1;
+  const size_t n = s.size();
+  if (n > 13) return StableHashOfStringKey(s);
+  // The encoding E = 's' + s + '\0' (n + 2 <= 15 bytes) as two zero-filled words.
+  auto bytes = [](size_t k) {  // the low k bytes (k <= 8, or "negative": none)
+    return k >= 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * k)) - 1;
+  };
+  uint64_t lo, hi;
+  std::memcpy(&lo, s.data(), 8);
+  std::memcpy(&hi, s.data() + 7, 8);
+  const size_t len = n + 2;
+  const uint64_t word0 = ('s' | (lo << 8)) & bytes(n + 1);
+  const uint64_t word1 = n > 7 ? hi & bytes(n - 7) : 0;
+  const uint64_t h0 = 0x9e3779b97f4a7c15ull ^ len;
+  // As StableHash: len / 8 full words (0 or 1), then the tail of len % 8 bytes.
+  const bool two = len >= 8;
+  const uint64_t h = two ? HashMix(h0 ^ word0 ^ kHashP0, kHashP1) : h0;
+  const uint64_t tail = two ? word1 : word0;
+  return HashMix(HashMix(h ^ tail ^ kHashP1, kHashP0 ^ (len & 7)), kHashP0);
+}
+
 // StableHash(...) mod n, the partition a hashed key goes to among n; a power of two (the
 // usual parallelism) takes a mask instead of a 64-bit division.
 inline int HashToPartition(uint64_t hash, int n) {

@@ -103,6 +103,27 @@ TEST_CASE("StableHashOfStringKey equals StableHash of the key's encoding") {
   }
 }
 
+TEST_CASE("StableHashOfStringKeyPadded equals StableHashOfStringKey whatever follows the key") {
+  // The key is read with loads past its end: the bytes there (a buffer of random bytes,
+  // all 0xff, all zero) must not change the hash.
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  auto next = [&] { return x = x * 6364136223846793005ull + 1442695040888963407ull; };
+  for (int fill : {-1, 0, 0xff}) {
+    for (size_t len = 0; len <= 24; ++len) {
+      for (int round = 0; round < 20; ++round) {
+        std::string buf(len + kStringKeyHashPadding, '\0');
+        for (char& c : buf) c = static_cast<char>(fill < 0 ? next() >> 56 : fill);
+        for (size_t i = 0; i < len; ++i) {  // key bytes: anything but NUL
+          buf[i] = static_cast<char>(1 + (next() >> 56) % 255);
+        }
+        const std::string_view key(buf.data(), len);
+        CHECK_MESSAGE(StableHashOfStringKeyPadded(key) == StableHashOfStringKey(key),
+                      "length " << len << ", fill " << fill);
+      }
+    }
+  }
+}
+
 TEST_CASE("HashToPartition is the hash modulo the partition count") {
   uint64_t h = 0x243f6a8885a308d3ull;
   for (int i = 0; i < 1000; ++i) {

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <random>
 
 #include "operators/ops/keyed.h"
 #include "runtime/core/key.h"
@@ -92,6 +93,75 @@ TEST_CASE("split: whitespace, lower, pattern, keep, errors") {
     auto p = LoadYaml(dir.path(), OpYaml("    op: split\n    pattern: \"\"\n"));
     CHECK_FALSE(p->ok);
   }
+}
+
+// Tokens of `text` split on the bytes of `seps`, one byte at a time, each lowercased
+// (ASCII) afterwards when `lower`: what split is defined to produce.
+std::vector<std::string> ReferenceSplit(const std::string& text, const std::string& seps,
+                                        bool lower) {
+  std::vector<std::string> out;
+  std::string cur;
+  auto flush = [&] {
+    if (!cur.empty()) out.push_back(cur);
+    cur.clear();
+  };
+  for (char c : text) {
+    if (seps.find(c) != std::string::npos) {
+      flush();
+    } else {
+      cur += (lower && c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    }
+  }
+  flush();
+  return out;
+}
+
+TEST_CASE("split: tokens equal a byte-at-a-time reference on random text of every length") {
+  // split classifies 64 bytes at a time: texts of every length from 0 to 199 (so ending
+  // inside, at and across block boundaries) and longer ones, tokens shorter and longer
+  // than a block, every whitespace byte, NUL and non-ASCII bytes, letters as separators.
+  TempDir dir;
+  std::mt19937 rng(3);
+  const std::string ws = " \t\n\r\v\f";
+  const std::string separators = ws + ",;aZ";
+  const std::string others = std::string("bqAY.\xc3\xa9", 7) + std::string(1, '\0');
+  struct Config {
+    const char* yaml;
+    std::string seps;
+    bool lower;
+  };
+  const std::vector<Config> configs = {
+      {"    op: split\n", ws, false},
+      {"    op: split\n    lower: true\n", ws, true},
+      {"    op: split\n    pattern: \",; \"\n", ",; ", false},
+      {"    op: split\n    pattern: \",; \"\n    lower: true\n", ",; ", true},
+      {"    op: split\n    pattern: \"aZ,\"\n    lower: true\n", "aZ,", true},
+  };
+  size_t tokens = 0, long_tokens = 0;
+  for (const auto& c : configs) {
+    OpRun r(dir, c.yaml);
+    for (int t = 0; t < 400; ++t) {
+      const size_t len = t < 200 ? static_cast<size_t>(t) : rng() % 600;
+      const unsigned sep_percent = t % 3 == 0 ? 1 : 30;  // some texts have block-long tokens
+      std::string text;
+      for (size_t i = 0; i < len; ++i) {
+        text += rng() % 100 < sep_percent ? separators[rng() % separators.size()]
+                                          : others[rng() % others.size()];
+      }
+      RecordBatch in = {Rec({{"line", Value::String(text)}})};
+      RecordBatch out;
+      Emitter em(&out);
+      REQUIRE(r.op->Process(0, in, em).ok());
+      std::vector<std::string> got;
+      for (const Record& rec : out) got.push_back(rec.Get("word")->str());
+      const std::vector<std::string> want = ReferenceSplit(text, c.seps, c.lower);
+      CHECK_MESSAGE(got == want, c.yaml << " length " << len);
+      tokens += want.size();
+      for (const auto& w : want) long_tokens += w.size() > 64;
+    }
+  }
+  CHECK(tokens > 10000);
+  CHECK(long_tokens > 50);
 }
 
 TEST_CASE("split: output placed in hashed partitions goes where the partitioner sends it") {
