@@ -85,8 +85,8 @@ class DistinctOperator : public Operator {
     if (!final_) return Status::Ok();
     const KeyedState& state = *ctx_->state;
     std::string error;
-    for (std::string_view key : SortedKeys(state)) {
-      const StateValue& v = *state.Find(key);
+    for (const SortedEntry& e : SortedEntries(state)) {
+      const StateValue& v = *e.value;
       if (v.size() < 2 || v[1].type() != ValueType::kJson) continue;
       Record& o = out.batch()->emplace_back();
       if (!json_.ParseObject(v[1].str(), &o, &error)) out.batch()->pop_back();

@@ -167,12 +167,37 @@ class ChangedKeys {
   IndexedMap<Unit> set_;
 };
 
-// Every key of `state` in byte order (for emit: final).
+// Every entry of `state` in key byte order, with its value (for emit: final): emitting
+// then needs no second lookup of each key (hashing and probing 100,000 keys again took
+// a third of a word count's final emit). Sorted by (KeyPrefix, bytes) — byte order, with
+// most comparisons one integer compare.
+struct SortedEntry {
+  std::string_view key;
+  const StateValue* value;
+};
+inline std::vector<SortedEntry> SortedEntries(const KeyedState& state) {
+  struct Item {
+    uint64_t prefix;
+    SortedEntry entry;
+  };
+  std::vector<Item> items;
+  items.reserve(state.size());
+  state.ForEach([&](std::string_view k, const StateValue& v) {
+    items.push_back({KeyPrefix(k), {k, &v}});
+  });
+  std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
+    return a.prefix != b.prefix ? a.prefix < b.prefix : a.entry.key < b.entry.key;
+  });
+  std::vector<SortedEntry> out;
+  out.reserve(items.size());
+  for (const Item& i : items) out.push_back(i.entry);
+  return out;
+}
+// Every key of `state` in byte order.
 inline std::vector<std::string_view> SortedKeys(const KeyedState& state) {
   std::vector<std::string_view> keys;
   keys.reserve(state.size());
-  state.ForEach([&](std::string_view k, const StateValue&) { keys.push_back(k); });
-  std::sort(keys.begin(), keys.end());
+  for (const SortedEntry& e : SortedEntries(state)) keys.push_back(e.key);
   return keys;
 }
 
@@ -234,7 +259,7 @@ class KeyedFold : public Operator {
     if (!final_) return Status::Ok();
     const KeyedState& state = *ctx_->state;
     Derived& self = static_cast<Derived&>(*this);
-    for (std::string_view key : SortedKeys(state)) self.EmitKey(key, *state.Find(key), out);
+    for (const SortedEntry& e : SortedEntries(state)) self.EmitKey(e.key, *e.value, out);
     return Status::Ok();
   }
 

@@ -601,6 +601,9 @@ Status SnapshotGuarantee::Commit(int64_t id, CheckpointKind kind, CheckpointStat
     std::vector<std::string> rows;
   };
   std::vector<Apply> applies;
+  size_t changes = 0;
+  for (const TaskSnapshot& snap : snaps) changes += snap.state.size();
+  w->ReserveState(changes);
   for (TaskSnapshot& snap : snaps) {
     alignment_ns = std::max(alignment_ns, snap.alignment_ns);
     for (const TaskSnapshot::StateChange& c : snap.state) {

@@ -185,10 +185,12 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "runtime/core/hashed_key.h"
 #include "runtime/core/key.h"
+#include "runtime/core/prefetch.h"
 #include "runtime/state/key_lists.h"
 #include "runtime/state/sqlite_stmt.h"
 
@@ -199,6 +201,7 @@ constexpr char kFormatMarker[] = "onceflow-state";
 constexpr int kTruncateEvery = 16;
 constexpr int64_t kWalCheckpointBytes = int64_t{64} << 20;
 constexpr uint8_t kStateValueVersion = 1;
+constexpr size_t kCommitPrefetch = 8;  // state changes (CommitWriter)
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -557,20 +560,22 @@ bool DecodeStateValue(std::string_view bytes, StateValue* value) {
 
 void CheckpointWriter::PutState(std::string_view node, std::string_view key,
                                 const std::string* value) {
-  StateChange c;
+  StateChange& c = state_.emplace_back();
   c.node.assign(node);
   c.key.assign(key);
   if (value) c.value = *value;
   c.tombstone = value == nullptr;
-  state_.push_back(std::move(c));
 }
 
 void CheckpointWriter::PutStateValue(std::string_view node, std::string_view key,
                                      const StateValue* value) {
-  if (!value) return PutState(node, key, nullptr);
-  std::string enc;
-  EncodeStateValue(*value, &enc);
-  PutState(node, key, &enc);
+  StateChange& c = state_.emplace_back();  // encoded in place: no temporary strings
+  c.node.assign(node);
+  c.key.assign(key);
+  if (value)
+    EncodeStateValue(*value, &c.value);
+  else
+    c.tombstone = true;
 }
 
 void CheckpointWriter::AddStagedRow(std::string_view node, int64_t seq, std::string row) {
@@ -658,6 +663,11 @@ Status StateStore::Open(const std::string& path, const std::string& pipeline_nam
       create = true;  // a crash right after creation: initialise it
     }
   }
+  // Process-wide, once, and only before SQLite's first use in the process (a later call
+  // fails harmlessly): no memory statistics, whose bookkeeping takes a global mutex on
+  // every allocation SQLite makes — several per row of a checkpoint.
+  static std::once_flag configure;
+  std::call_once(configure, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   int flags = mode.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
   // NOMUTEX: the store is externally synchronised (store.h), so SQLite's own per-call
   // mutexes only cost time (about a tenth of a large checkpoint's commit).
@@ -958,6 +968,12 @@ Status StateStore::CommitWriter(CheckpointWriter* w, CheckpointStatus status) {
       KeyListWriter listed(db_, path_, w->id_);
       const std::string* node = nullptr;
       for (size_t i = 0; i < order.size(); ++i) {
+        // The changes are visited in key order, not where they lie: load a few ahead.
+        if (i + kCommitPrefetch < order.size()) {
+          const auto* ahead = reinterpret_cast<const char*>(&changes[order[i + kCommitPrefetch]]);
+          PrefetchLine(ahead);
+          PrefetchLine(ahead + sizeof(changes[0]) - 1);
+        }
         const auto& c = changes[order[i]];
         if (i + 1 < order.size()) {
           const auto& next = changes[order[i + 1]];

@@ -169,6 +169,8 @@ class CheckpointWriter {
   void PutState(std::string_view node, std::string_view key, const std::string* value);
   // Convenience for KeyedState::CollectChanges output (nullptr = erased).
   void PutStateValue(std::string_view node, std::string_view key, const StateValue* value);
+  // Room for `n` more state changes (a caller that knows how many it will put).
+  void ReserveState(size_t n) { state_.reserve(state_.size() + n); }
   void AddSourceOffset(SourceOffset offset) { sources_.push_back(std::move(offset)); }
   void AddSinkCommit(SinkCommit commit) { sinks_.push_back(std::move(commit)); }
   // A row an `sqlite` sink staged for this epoch; `seq` orders rows within the node.
