@@ -76,9 +76,11 @@ int64_t CountRows(const std::string& path, const char* sql) {
   return n;
 }
 
-// The key lists' invariant (key_lists.h): every state row is listed under its version,
-// and no version that is gone keeps a list.
-void CheckKeyLists(const std::string& path) {
+// No state row or key list belongs to a checkpoint that is gone, and every state row is
+// listed under its version (key_lists.h).
+void CheckStateRows(const std::string& path) {
+  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN"
+                        " (SELECT id FROM checkpoints)") == 0);
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
   std::set<std::tuple<int64_t, std::string, std::string>> rows, listed;
@@ -546,8 +548,7 @@ TEST_CASE("prune keeps retained checkpoints restorable exactly and drops what no
   // Pruned checkpoints with one child stay as hidden `merged` bases of their child's
   // line; no row belongs to a checkpoint that is gone, and none is listed.
   CHECK(CountRows(path, "SELECT count(*) FROM checkpoints WHERE status='merged'") == 4);
-  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
-  CheckKeyLists(path);
+  CheckStateRows(path);
   CHECK(CountRows(path, "SELECT count(*) FROM state") <= rows_before);
   CheckpointDetail d;
   CHECK(s->Show(2, &d).code() == Status::Code::kState);  // merged: not shown
@@ -558,8 +559,7 @@ TEST_CASE("prune keeps retained checkpoints restorable exactly and drops what no
   CHECK(deleted == 2);
   REQUIRE(s->Delete(3).ok());
   CHECK(snapshot(8) == before[8]);
-  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
-  CheckKeyLists(path);
+  CheckStateRows(path);
   REQUIRE(s->List(&list).ok());
   CHECK(list.size() == 1);
 }
@@ -601,8 +601,7 @@ TEST_CASE("pruning behind incremental checkpoints stays exact and compacts super
   // ever written would stay (200 + 39 * 20).
   const int64_t rows = CountRows(path, "SELECT count(*) FROM state");
   CHECK(rows <= 200 + 20 * (8 + 3 + 1));
-  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
-  CheckKeyLists(path);
+  CheckStateRows(path);
   // A replay from the oldest retained checkpoint branches off the chain; both lines stay
   // exact, and deleting the abandoned line's checkpoints drops their rows.
   std::vector<CheckpointInfo> list;
@@ -620,8 +619,7 @@ TEST_CASE("pruning behind incremental checkpoints stays exact and compacts super
   }
   CHECK(Restore(s.get(), from, "count") == expect[from]);
   CHECK(Restore(s.get(), branch, "count") == want);
-  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
-  CheckKeyLists(path);
+  CheckStateRows(path);
 }
 
 TEST_CASE("a replay starts a new line of history; both lines stay restorable") {
@@ -649,7 +647,7 @@ TEST_CASE("a replay starts a new line of history; both lines stay restorable") {
   REQUIRE(s->Delete(cp1).ok());
   CHECK(Restore(s.get(), cp3, "n") == M{{"a", v1}, {"b", v1}, {"c", v3}});
   CHECK(Restore(s.get(), cp2, "n") == M{{"a", v2}});
-  CheckKeyLists(path);
+  CheckStateRows(path);
   CHECK(s->StartLine(cp1).code() == Status::Code::kState);  // gone
   REQUIRE(s->StartLine(0).ok());                            // --from-checkpoint none
   REQUIRE(s->LatestCompleted(&head).ok());
@@ -704,7 +702,7 @@ TEST_CASE("a version-3 file gets key lists; its checkpoints restore and prune as
   CHECK(s->schema_version() == 4);
   CHECK(CountRows(path, "SELECT count(*) FROM sqlite_master WHERE name='state_by_version'") == 0);
   CHECK(CountRows(path, "SELECT count(*) FROM state_keys") > 0);
-  CheckKeyLists(path);
+  CheckStateRows(path);
   for (const auto& [id, want] : before) CHECK(snapshot(id) == want);
   // Prune, compaction and Delete work from the migrated lists.
   for (int cp = 12; cp < 24; ++cp) {
@@ -716,8 +714,7 @@ TEST_CASE("a version-3 file gets key lists; its checkpoints restore and prune as
   REQUIRE(list.size() == 2);
   REQUIRE(s->Delete(list[0].id).ok());
   CHECK(snapshot(list[1].id) == before[list[1].id]);
-  CHECK(CountRows(path, "SELECT count(*) FROM state WHERE version NOT IN (SELECT id FROM checkpoints)") == 0);
-  CheckKeyLists(path);
+  CheckStateRows(path);
 }
 
 TEST_CASE("a corrupt key list is a state error, and the prune it stopped changes nothing") {
