@@ -107,7 +107,6 @@ class SplitOperator : public Operator {
     }
     const std::string& s = v->str();
     const bool has_nul = std::memchr(s.data(), 0, s.size()) != nullptr;
-    const char* text = s.data();
     // Lowercasing first would turn an upper-case letter into a separator (or not) when the
     // pattern holds letters: then each token is lowercased on its own.
     const bool each = lower_ && letter_separators_;
@@ -116,7 +115,7 @@ class SplitOperator : public Operator {
     } else {
       CopyInto(s, &lowered_);
     }
-    text = lowered_.data();
+    const char* text = lowered_.data();
     auto emit = [&](const char* from, const char* to) {
       std::string_view tok(from, static_cast<size_t>(to - from));
       if (each) {
@@ -147,7 +146,7 @@ class SplitOperator : public Operator {
         }
       }
     }
-    if (start) emit(start, text + n);  // the last token of a text of 64·k bytes
+    if (start) emit(start, text + n);  // a text of a multiple of 64 bytes ends in a token
     return Status::Ok();
   }
 
