@@ -64,6 +64,14 @@ std::map<std::string, std::string> Restore(StateStore* s, int64_t id, const std:
   return out;
 }
 
+// node -> key -> value at checkpoint `id`, for each of `nodes`.
+std::map<std::string, std::map<std::string, std::string>> RestoreNodes(
+    StateStore* s, int64_t id, const std::vector<std::string>& nodes) {
+  std::map<std::string, std::map<std::string, std::string>> all;
+  for (const auto& n : nodes) all[n] = Restore(s, id, n);
+  return all;
+}
+
 int64_t CountRows(const std::string& path, const char* sql) {
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
@@ -527,11 +535,7 @@ TEST_CASE("prune keeps retained checkpoints restorable exactly and drops what no
     CheckpointKind kind = cp == 2 ? CheckpointKind::kSavepoint : CheckpointKind::kCheckpoint;
     ids.push_back(Checkpoint(s.get(), c, kind));
   }
-  auto snapshot = [&](int64_t id) {
-    std::map<std::string, std::map<std::string, std::string>> all;
-    for (const auto& n : nodes) all[n] = Restore(s.get(), id, n);
-    return all;
-  };
+  auto snapshot = [&](int64_t id) { return RestoreNodes(s.get(), id, nodes); };
   std::map<int64_t, decltype(snapshot(0))> before;
   for (int64_t id : ids) before[id] = snapshot(id);
   int64_t rows_before = CountRows(path, "SELECT count(*) FROM state");
@@ -672,11 +676,7 @@ TEST_CASE("a version-3 file gets key lists; its checkpoints restore and prune as
   auto s = MustOpen(path);
   std::mt19937 rng(5);
   const std::vector<std::string> nodes = {"count", "window"};
-  auto snapshot = [&](int64_t id) {
-    std::map<std::string, std::map<std::string, std::string>> all;
-    for (const auto& n : nodes) all[n] = Restore(s.get(), id, n);
-    return all;
-  };
+  auto snapshot = [&](int64_t id) { return RestoreNodes(s.get(), id, nodes); };
   auto checkpoint = [&](int cp) {
     Changes c;
     for (int i = 0; i < 50; ++i) {
