@@ -189,8 +189,7 @@ class SplitOperator : public Operator {
   // Upper-case bytes gain 0x20: their bit-7 mark shifted right twice.
   // Both leave kStringKeyHashPadding bytes of *out after the copy.
   static void LowerInto(std::string_view s, std::vector<char>* out) {
-    if (s.size() + kStringKeyHashPadding > out->size()) out->resize(s.size() + kStringKeyHashPadding);
-    char* o = out->data();
+    char* o = PaddedRoom(s.size(), out);
     const char* p = s.data();
     const size_t n = s.size();
     constexpr uint64_t kLow7 = 0x7f7f7f7f7f7f7f7full, kHigh = 0x8080808080808080ull;
@@ -210,8 +209,13 @@ class SplitOperator : public Operator {
     }
   }
   static void CopyInto(std::string_view s, std::vector<char>* out) {
-    if (s.size() + kStringKeyHashPadding > out->size()) out->resize(s.size() + kStringKeyHashPadding);
-    if (!s.empty()) std::memcpy(out->data(), s.data(), s.size());
+    char* o = PaddedRoom(s.size(), out);
+    if (!s.empty()) std::memcpy(o, s.data(), s.size());
+  }
+  // Room for n bytes and kStringKeyHashPadding more in *out.
+  static char* PaddedRoom(size_t n, std::vector<char>* out) {
+    if (n + kStringKeyHashPadding > out->size()) out->resize(n + kStringKeyHashPadding);
+    return out->data();
   }
   // The rest of an output record: the `keep` fields and the input's origin.
   // Inline, with the loop out of line: without `keep` (the usual case) a token pays only

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "runtime/core/key.h"
+#include "runtime/core/varint.h"
 #include "runtime/spec/diagnostics.h"
 
 namespace onceflow {
@@ -61,29 +62,6 @@ Status ParseProbability(std::string_view item, std::string_view s, double* out) 
   }
   *out = p;
   return Status::Ok();
-}
-
-void PutVarint(uint64_t v, std::string* out) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
-bool GetVarint(std::string_view* in, uint64_t* v) {
-  uint64_t result = 0;
-  for (int shift = 0; shift <= 63 && !in->empty(); shift += 7) {
-    const uint8_t byte = static_cast<uint8_t>(in->front());
-    in->remove_prefix(1);
-    if (shift == 63 && byte > 1) return false;  // overflows 64 bits
-    result |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    if ((byte & 0x80) == 0) {
-      *v = result;
-      return true;
-    }
-  }
-  return false;
 }
 
 std::string FormatProbability(double p) {

@@ -1,5 +1,6 @@
 // Stmt: a prepared SQLite statement with bound values only (never SQL built from data),
-// finalised on scope exit. Internal to runtime/state (the store and the dedup log).
+// finalised on scope exit; SqlError and ExecOn, the state file's error and exec helpers.
+// Internal to runtime/state (the store, its key lists and the dedup log).
 #pragma once
 
 #include <sqlite3.h>
@@ -7,6 +8,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include "runtime/core/status.h"
 
 namespace onceflow {
 
@@ -82,5 +85,22 @@ class Stmt {
   sqlite3_stmt* st_ = nullptr;
   int rc_ = SQLITE_OK;
 };
+
+// A state error naming the file, what was being done and SQLite's message.
+inline Status SqlError(const std::string& path, const std::string& what, sqlite3* db) {
+  return Status::State("state file " + path + ": " + what + ": " +
+                       (db ? sqlite3_errmsg(db) : "cannot allocate"));
+}
+
+// Runs `sql` (statements without bound values: schema and pragmas).
+inline Status ExecOn(sqlite3* db, const std::string& path, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string m = err ? err : sqlite3_errmsg(db);
+    sqlite3_free(err);
+    return Status::State("state file " + path + ": " + sql + ": " + m);
+  }
+  return Status::Ok();
+}
 
 }  // namespace onceflow

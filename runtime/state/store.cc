@@ -191,6 +191,7 @@
 #include "runtime/core/hashed_key.h"
 #include "runtime/core/key.h"
 #include "runtime/core/prefetch.h"
+#include "runtime/core/varint.h"
 #include "runtime/state/key_lists.h"
 #include "runtime/state/sqlite_stmt.h"
 
@@ -273,21 +274,6 @@ const char* const kSchemaV3[] = {
     "CREATE TABLE dedup_sinks(node TEXT NOT NULL, instance INTEGER NOT NULL, path TEXT NOT NULL,"
     " length INTEGER NOT NULL, PRIMARY KEY(node, instance))",
 };
-
-Status SqlError(const std::string& path, const std::string& what, sqlite3* db) {
-  return Status::State("state file " + path + ": " + what + ": " +
-                       (db ? sqlite3_errmsg(db) : "cannot allocate"));
-}
-
-Status ExecOn(sqlite3* db, const std::string& path, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string m = err ? err : sqlite3_errmsg(db);
-    sqlite3_free(err);
-    return Status::State("state file " + path + ": " + sql + ": " + m);
-  }
-  return Status::Ok();
-}
 
 // Brings the schema from `from` to StateStore::kSchemaVersion, inside the caller's
 // transaction. Each step is one case; later versions add `case 2:` and so on.
@@ -525,12 +511,7 @@ const char* CheckpointStatusName(CheckpointStatus s) {
 
 void EncodeStateValue(const StateValue& value, std::string* out) {
   out->push_back(static_cast<char>(kStateValueVersion));
-  uint64_t n = value.size();
-  do {  // LEB128 count
-    uint8_t b = n & 0x7f;
-    n >>= 7;
-    out->push_back(static_cast<char>(n ? (b | 0x80) : b));
-  } while (n);
+  PutVarint(value.size(), out);  // the count
   for (const Value& v : value) EncodeValue(v, out);
 }
 
@@ -539,16 +520,7 @@ bool DecodeStateValue(std::string_view bytes, StateValue* value) {
   if (bytes.empty() || static_cast<uint8_t>(bytes[0]) != kStateValueVersion) return false;
   bytes.remove_prefix(1);
   uint64_t n = 0;
-  int shift = 0;
-  while (true) {
-    if (bytes.empty() || shift > 56) return false;
-    uint8_t b = static_cast<uint8_t>(bytes[0]);
-    bytes.remove_prefix(1);
-    n |= uint64_t{b & 0x7fu} << shift;
-    if (!(b & 0x80)) break;
-    shift += 7;
-  }
-  if (n > bytes.size()) return false;  // every value takes at least one byte
+  if (!GetVarint(&bytes, &n) || n > bytes.size()) return false;  // every value takes at least one byte
   for (uint64_t i = 0; i < n; ++i) {
     Value v;
     if (!DecodeValue(&bytes, &v)) return false;
@@ -559,24 +531,25 @@ bool DecodeStateValue(std::string_view bytes, StateValue* value) {
 
 // ---- CheckpointWriter ----
 
-void CheckpointWriter::PutState(std::string_view node, std::string_view key,
-                                const std::string* value) {
+CheckpointWriter::StateChange& CheckpointWriter::NewChange(std::string_view node,
+                                                          std::string_view key, bool tombstone) {
   StateChange& c = state_.emplace_back();
   c.node.assign(node);
   c.key.assign(key);
+  c.tombstone = tombstone;
+  return c;
+}
+
+void CheckpointWriter::PutState(std::string_view node, std::string_view key,
+                                const std::string* value) {
+  StateChange& c = NewChange(node, key, value == nullptr);
   if (value) c.value = *value;
-  c.tombstone = value == nullptr;
 }
 
 void CheckpointWriter::PutStateValue(std::string_view node, std::string_view key,
                                      const StateValue* value) {
-  StateChange& c = state_.emplace_back();  // encoded in place: no temporary strings
-  c.node.assign(node);
-  c.key.assign(key);
-  if (value)
-    EncodeStateValue(*value, &c.value);
-  else
-    c.tombstone = true;
+  StateChange& c = NewChange(node, key, value == nullptr);
+  if (value) EncodeStateValue(*value, &c.value);  // in place: no temporary string
 }
 
 void CheckpointWriter::AddStagedRow(std::string_view node, int64_t seq, std::string row) {

@@ -197,6 +197,7 @@ class CheckpointWriter {
     std::string node, key, value;
     bool tombstone = false;
   };
+  StateChange& NewChange(std::string_view node, std::string_view key, bool tombstone);
   struct StagedRow {
     std::string node;
     int64_t seq;
